@@ -1,0 +1,1 @@
+"""unmask.rewards — verifiers and reward functions: ``fn(prompts, completions, **columns) -> list[float | None]``."""

@@ -1,0 +1,1 @@
+"""unmask.rl — recipe/config schema, advantages, log-prob estimators, losses and the training loop."""

@@ -1,0 +1,1 @@
+"""unmask.rollouts — native dLLM models (LLaDA, Dream), family adapters, samplers and trajectories."""
