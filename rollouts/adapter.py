@@ -1,0 +1,211 @@
+"""The model adapter: a loaded dLLM plus its family's conventions, the one object callers hold.
+
+``load_model(path_or_hub_id)`` reads config.json, picks the family, builds the native model and loads
+its weights; the returned :class:`ModelAdapter` gives the mask/eos/pad ids, ``logits()`` that always
+mean "logits for position i" (Dream's shift applied here), the chat template, prompt encoding with
+left padding, and the LoRA target module names.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .families import Family, family_for, supported_model_types
+from .models.checkpoint import CheckpointError, load_weights, read_config, resolve_checkpoint, save_checkpoint
+from .tokenizer import load_tokenizer
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+Prompt = str | Sequence[dict]
+
+
+@dataclass(frozen=True)
+class TokenIds:
+    mask: int
+    eos: int
+    pad: int
+    bos: int | None = None
+
+    @classmethod
+    def from_config(cls, cfg: dict, source: str, mask_token_id: int | None = None) -> "TokenIds":
+        def first(v):
+            return v[0] if isinstance(v, (list, tuple)) and v else v
+        mask = mask_token_id if mask_token_id is not None else cfg.get("mask_token_id")
+        eos = first(cfg.get("eos_token_id"))
+        if mask is None:
+            raise CheckpointError(f"{source} has no mask_token_id; pass mask_token_id= (--mask-token-id) "
+                                  f"with the id of the model's [MASK] token")
+        if eos is None:
+            raise CheckpointError(f"{source} has no eos_token_id; add it to config.json")
+        pad = first(cfg.get("pad_token_id"))
+        return cls(mask=int(mask), eos=int(eos), pad=int(eos if pad is None else pad),
+                   bos=None if cfg.get("bos_token_id") is None else int(first(cfg["bos_token_id"])))
+
+    def as_dict(self) -> dict[str, int | None]:
+        return {"mask": self.mask, "eos": self.eos, "pad": self.pad, "bos": self.bos}
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; choose one of {sorted(DTYPES)}")
+    return DTYPES[dtype]
+
+
+class ModelAdapter:
+    """A dLLM (native or wrapped) with its family conventions and (lazily loaded) tokenizer."""
+
+    def __init__(self, model: nn.Module, family: Family, token_ids: TokenIds, *, tokenizer=None,
+                 tokenizer_spec: str | None = None, source: Path | None = None, revision: str | None = None):
+        self.model = model
+        self.family = family
+        self.token_ids = token_ids
+        self._tokenizer = tokenizer
+        self._tokenizer_spec = tokenizer_spec
+        self.source = source
+        self.revision = revision
+
+    # ---- ids and conventions -------------------------------------------------------------
+    @property
+    def mask_id(self) -> int:
+        return self.token_ids.mask
+
+    @property
+    def eos_id(self) -> int:
+        return self.token_ids.eos
+
+    @property
+    def pad_id(self) -> int:
+        return self.token_ids.pad
+
+    @property
+    def logit_shift(self) -> bool:
+        return self.family.logit_shift
+
+    @property
+    def lora_target_modules(self) -> list[str]:
+        return list(self.family.lora_target_modules)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    # ---- forward ---------------------------------------------------------------------------
+    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits [B, T, V] where row i scores the token at position i, for every family."""
+        out = self.model(input_ids, attention_mask=attention_mask)
+        if self.logit_shift:
+            out = torch.cat([out[:, :1], out[:, :-1]], dim=1)
+        return out
+
+    # ---- text ------------------------------------------------------------------------------
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            if self.source is None:
+                raise ValueError("this model was built in memory without a tokenizer; pass tokenizer=")
+            self._tokenizer = load_tokenizer(self._tokenizer_spec, self.source, self.token_ids.as_dict(), self.revision)
+        return self._tokenizer
+
+    @property
+    def chat_template(self) -> str | None:
+        return getattr(self.tokenizer, "chat_template", None) or self.family.chat_template
+
+    def format_prompt(self, prompt: Prompt, *, system_prompt: str | None = None, chat: bool = True) -> str:
+        """A prompt string, or chat messages, rendered with the chat template (``chat=False``: as is)."""
+        if not chat:
+            if not isinstance(prompt, str):
+                raise TypeError("chat=False needs plain-text prompts, not message lists")
+            return prompt
+        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+        if system_prompt is not None:
+            messages = [{"role": "system", "content": system_prompt}] + messages
+        template = self.chat_template
+        if template is None:
+            raise ValueError(f"neither the tokenizer nor the {self.family.name} family has a chat template; "
+                             f"pass chat=False (--no-chat) to use raw prompts")
+        return self.tokenizer.apply_chat_template(messages, chat_template=template, tokenize=False,
+                                                  add_generation_prompt=True)
+
+    def encode(self, prompts: Sequence[Prompt], *, system_prompt: str | None = None,
+               chat: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids and attention mask [B, P], left-padded with the pad id, on the model's device."""
+        texts = [self.format_prompt(p, system_prompt=system_prompt, chat=chat) for p in prompts]
+        rows = [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+        return left_pad(rows, self.pad_id, self.device)
+
+    def decode_completion(self, completion_ids: torch.Tensor | Sequence[int]) -> str:
+        """Text of one completion, cut at its first EOS, special tokens dropped."""
+        ids = completion_ids.tolist() if isinstance(completion_ids, torch.Tensor) else list(completion_ids)
+        if self.eos_id in ids:
+            ids = ids[: ids.index(self.eos_id)]
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def save_pretrained(self, out_dir: str | os.PathLike) -> Path:
+        """config.json + model.safetensors (+ the tokenizer, if one is loaded or loadable)."""
+        out = save_checkpoint(self.model, out_dir)
+        if self._tokenizer is not None:
+            self._tokenizer.save_pretrained(str(out))
+        return out
+
+
+def left_pad(rows: Sequence[Sequence[int]], pad_id: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-pad variable-length id lists into (ids, attention_mask) tensors."""
+    if not rows or any(len(r) == 0 for r in rows):
+        raise ValueError("every prompt must have at least one token")
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r):] = torch.tensor(list(r), dtype=torch.long)
+        mask[i, width - len(r):] = 1
+    return ids.to(device), mask.to(device)
+
+
+def load_model(name_or_path: str | os.PathLike, *, dtype: str | torch.dtype = "float32",
+               device: str | torch.device = "auto", tokenizer: str | None = None, revision: str | None = None,
+               trust_remote_code: bool = False, mask_token_id: int | None = None) -> ModelAdapter:
+    """Load a dLLM checkpoint (local directory or Hub id) into a :class:`ModelAdapter`.
+
+    ``tokenizer``: None → the checkpoint's own (loaded on first use), ``"bytes"`` → the built-in byte
+    tokenizer, else a path or Hub id. Unknown model types need ``trust_remote_code=True``.
+    """
+    path = resolve_checkpoint(name_or_path, revision)
+    cfg = read_config(path)
+    source = str(path / "config.json")
+    torch_dtype, dev = resolve_dtype(dtype), resolve_device(device)
+    family = family_for(cfg.get("model_type"))
+    if family is not None:
+        with torch.device("meta"):
+            model = family.build(cfg, source)
+        load_weights(model, path, torch_dtype, dev)
+    elif trust_remote_code:
+        from .families import remote_family
+        from .models.remote import RemoteCodeModel
+        family = remote_family(cfg)
+        model = RemoteCodeModel.from_pretrained(path, torch_dtype, dev)
+    else:
+        raise CheckpointError(f"{source}: unknown model_type {cfg.get('model_type')!r}; native families are "
+                              f"{supported_model_types()}. To load another Hugging Face masked-diffusion model "
+                              f"through its own code, pass trust_remote_code=True (--trust-remote-code)")
+    ids = TokenIds.from_config(cfg, source, mask_token_id)
+    width = model.arch.vocab_size if hasattr(model, "arch") else cfg.get("vocab_size")
+    if width is not None and not 0 <= ids.mask < width:
+        raise CheckpointError(f"{source}: mask_token_id {ids.mask} is outside the vocabulary (0..{width - 1})")
+    model.eval()
+    return ModelAdapter(model, family, ids, tokenizer_spec=tokenizer, source=path, revision=revision)

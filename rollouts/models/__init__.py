@@ -1,0 +1,1 @@
+"""Native PyTorch implementations of the dLLM architectures unmask trains (no remote code)."""

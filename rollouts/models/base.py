@@ -1,0 +1,108 @@
+"""The shared skeleton of a bidirectional (masked-diffusion) transformer LM.
+
+Each family (``llada.py``, ``dream.py``) declares its parameter layout, exactly as named in the
+published checkpoints, and how to read its ``config.json`` into an :class:`ArchConfig`; the forward
+pass — embed, blocks, final norm, output head — is the same for all of them and lives here.
+Models return *raw* logits [B, T, V]; family conventions such as Dream's logit shift are applied by
+the model adapter (``rollouts.adapter``), never here.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from .layers import (apply_rotary, bidirectional_attention, key_padding_mask, merge_heads,
+                     position_ids_from_mask, rotary_cos_sin, split_heads)
+
+
+class ModelConfigError(ValueError):
+    """A checkpoint's config.json asks for something the native implementation cannot run."""
+
+
+@dataclass(frozen=True)
+class ArchConfig:
+    """Sizes and switches of a Llama-shaped bidirectional transformer, read from config.json."""
+
+    hidden_size: int
+    n_heads: int
+    n_kv_heads: int
+    n_layers: int
+    mlp_hidden_size: int
+    vocab_size: int  # width of the output head (LLaDA: embedding_size, which may exceed vocab_size)
+    rope_theta: float
+    norm_eps: float
+    qkv_bias: bool = False
+    out_bias: bool = False
+    mlp_bias: bool = False
+    tie_embeddings: bool = False
+    scale_logits: bool = False
+    rope_full_precision: bool = True
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.n_heads
+
+    def check(self, source: str) -> None:
+        if self.hidden_size % self.n_heads:
+            raise ModelConfigError(f"{source}: hidden size {self.hidden_size} is not divisible by "
+                                   f"the number of heads {self.n_heads}")
+        if self.n_heads % self.n_kv_heads:
+            raise ModelConfigError(f"{source}: {self.n_heads} query heads cannot be grouped over "
+                                   f"{self.n_kv_heads} key/value heads")
+
+
+def self_attention(h: torch.Tensor, q_proj: nn.Linear, k_proj: nn.Linear, v_proj: nn.Linear,
+                   arch: ArchConfig, cos: torch.Tensor, sin: torch.Tensor,
+                   mask: torch.Tensor | None) -> torch.Tensor:
+    """Bidirectional multi-head (or grouped-query) attention with RoPE; returns [B, T, hidden]."""
+    q = apply_rotary(split_heads(q_proj(h), arch.n_heads), cos, sin, arch.rope_full_precision)
+    k = apply_rotary(split_heads(k_proj(h), arch.n_kv_heads), cos, sin, arch.rope_full_precision)
+    v = split_heads(v_proj(h), arch.n_kv_heads)
+    return merge_heads(bidirectional_attention(q, k, v, mask))
+
+
+def swiglu(h: torch.Tensor, gate: nn.Linear, up: nn.Linear, down: nn.Linear) -> torch.Tensor:
+    return down(F.silu(gate(h)) * up(h))
+
+
+class BidirectionalLM(nn.Module):
+    """Forward pass common to all families. Subclasses build the modules and implement ``parts``."""
+
+    family: str = ""
+
+    def __init__(self, arch: ArchConfig, hf_config: dict):
+        super().__init__()
+        self.arch = arch
+        self.hf_config = dict(hf_config)  # written back verbatim when the model is saved
+        self.gradient_checkpointing = False
+
+    def parts(self) -> tuple[nn.Embedding, nn.ModuleList, nn.Module, torch.Tensor]:
+        """(token embedding, blocks, final norm, output-head weight)."""
+        raise NotImplementedError
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                position_ids: torch.Tensor | None = None) -> torch.Tensor:
+        embed, blocks, norm, head = self.parts()
+        b, t = input_ids.shape
+        if position_ids is None:
+            position_ids = position_ids_from_mask(attention_mask, b, t, input_ids.device)
+        cos, sin = rotary_cos_sin(position_ids, self.arch.head_dim, self.arch.rope_theta)
+        mask = key_padding_mask(attention_mask)
+        x = embed(input_ids)
+        for block in blocks:
+            if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+                x = checkpoint(block, x, cos, sin, mask, use_reentrant=False)
+            else:
+                x = block(x, cos, sin, mask)
+        logits = F.linear(norm(x), head)
+        if self.arch.scale_logits:
+            logits = logits * (1.0 / math.sqrt(self.arch.hidden_size))
+        return logits
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,115 @@
+"""Reading and writing Hugging Face-format checkpoints (config.json + safetensors) for native models.
+
+Handles a local directory or a Hub id, single-file or sharded safetensors
+(``model.safetensors.index.json``), dtype and device choice, and builds the model on the meta device
+so an 8B checkpoint is materialised once, directly in its target dtype. Every failure names the
+file and the fix.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from .base import BidirectionalLM
+
+WEIGHTS = "model.safetensors"
+INDEX = "model.safetensors.index.json"
+HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken", "*.jinja", "*.py"]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be found, read or matched to its architecture."""
+
+
+def resolve_checkpoint(name_or_path: str | os.PathLike, revision: str | None = None) -> Path:
+    """A local directory as is, otherwise a Hub id downloaded (or read from the HF cache)."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise CheckpointError(f"{path} is a file; pass the checkpoint directory that holds config.json")
+    name = str(name_or_path)
+    if name.count("/") != 1 or name.startswith((".", "/", "~")):
+        raise CheckpointError(f"model {name!r} is not a local directory and not a Hub id of the form 'org/name'")
+    from huggingface_hub import snapshot_download
+    try:
+        return Path(snapshot_download(name, revision=revision, allow_patterns=HUB_PATTERNS))
+    except Exception as e:  # offline, missing repo, gated repo: all reported the same way
+        raise CheckpointError(f"could not fetch {name!r} from the Hugging Face Hub ({type(e).__name__}: {e}); "
+                              f"check the id and your network, or pass a local directory") from e
+
+
+def read_config(path: Path) -> dict:
+    file = path / "config.json"
+    if not file.is_file():
+        raise CheckpointError(f"{path} has no config.json; is this a model checkpoint directory?")
+    try:
+        cfg = json.loads(file.read_text())
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{file} is not valid JSON: {e}") from e
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"{file} must hold a JSON object")
+    return cfg
+
+
+def weight_files(path: Path) -> list[Path]:
+    """The safetensors files of a checkpoint, single-file or sharded."""
+    if (path / INDEX).is_file():
+        try:
+            weight_map = json.loads((path / INDEX).read_text())["weight_map"]
+        except (json.JSONDecodeError, KeyError) as e:
+            raise CheckpointError(f"{path / INDEX} is not a safetensors index (no 'weight_map')") from e
+        files = [path / f for f in sorted(set(weight_map.values()))]
+        missing = [f.name for f in files if not f.is_file()]
+        if missing:
+            raise CheckpointError(f"{path / INDEX} lists shards that are missing: {missing[:5]}")
+        return files
+    if (path / WEIGHTS).is_file():
+        return [path / WEIGHTS]
+    present = sorted(p.name for p in path.iterdir())[:10]
+    raise CheckpointError(f"no safetensors weights in {path} (expected {WEIGHTS} or {INDEX}; found {present}); "
+                          f"convert .bin checkpoints with `safetensors` first")
+
+
+def _names(names) -> str:
+    names = sorted(names)
+    more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+    return ", ".join(names[:5]) + more
+
+
+def load_weights(model: BidirectionalLM, path: Path, dtype: torch.dtype, device: torch.device) -> None:
+    """Fill a meta-device model from the checkpoint's safetensors, checking names and shapes."""
+    expected = {k: v.shape for k, v in model.state_dict().items()}
+    state: dict[str, torch.Tensor] = {}
+    for file in weight_files(path):
+        with safe_open(str(file), framework="pt", device=str(device)) as f:
+            for key in f.keys():
+                t = f.get_tensor(key)
+                state[key] = t.to(dtype) if t.is_floating_point() else t
+    missing, unexpected = expected.keys() - state.keys(), state.keys() - expected.keys()
+    if missing or unexpected:
+        parts = [f"missing {len(missing)}: {_names(missing)}" if missing else "",
+                 f"unexpected {len(unexpected)}: {_names(unexpected)}" if unexpected else ""]
+        raise CheckpointError(f"weights in {path} do not match the {model.family} architecture from its "
+                              f"config.json ({'; '.join(p for p in parts if p)})")
+    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(s)}" for k, s in expected.items() if state[k].shape != s]
+    if wrong:
+        raise CheckpointError(f"weights in {path} have shapes that disagree with config.json: {'; '.join(wrong[:5])}")
+    model.load_state_dict(state, strict=True, assign=True)
+
+
+def save_checkpoint(model: BidirectionalLM, out_dir: str | os.PathLike) -> Path:
+    """Write config.json + model.safetensors in the family's published format."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = dict(model.hf_config)
+    cfg["torch_dtype"] = str(next(model.parameters()).dtype).removeprefix("torch.")
+    (out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, str(out / WEIGHTS), metadata={"format": "pt"})
+    return out

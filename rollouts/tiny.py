@@ -1,0 +1,44 @@
+"""Tiny random models of each family, for tests and the CPU demo (no downloads).
+
+``make_tiny("llada")`` returns a ready :class:`ModelAdapter` with the built-in byte tokenizer; save it
+with ``adapter.save_pretrained(dir)`` and it loads back through ``load_model(dir)`` like a real
+checkpoint. Weights are drawn from a seeded generator, so the same seed gives the same model
+on every machine.
+"""
+from __future__ import annotations
+
+import torch
+
+from .adapter import ModelAdapter, TokenIds
+from .families import FAMILIES
+from .models.dream import tiny_dream_config
+from .models.llada import tiny_llada_config
+from .tokenizer import byte_tokenizer
+
+TINY_CONFIGS = {"llada": tiny_llada_config, "dream": tiny_dream_config}
+
+
+def init_weights(model: torch.nn.Module, seed: int, std: float = 0.02) -> None:
+    """Normal(0, std) matrices and embeddings, unit norms, zero biases — deterministic in ``seed``."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias"):
+                p.zero_()
+            elif p.dim() == 1:
+                p.fill_(1.0)
+            else:
+                p.copy_(torch.randn(p.shape, generator=gen) * std)
+
+
+def make_tiny(family: str = "llada", seed: int = 0, **sizes) -> ModelAdapter:
+    """A small random model of ``family`` ("llada" or "dream"); ``sizes`` override the tiny config
+    (e.g. ``d_model=128, n_layers=4`` for LLaDA, ``hidden_size=128`` for Dream)."""
+    if family not in TINY_CONFIGS:
+        raise ValueError(f"unknown family {family!r}; choose one of {sorted(TINY_CONFIGS)}")
+    cfg = TINY_CONFIGS[family](**sizes)
+    model = FAMILIES[family].build(cfg, f"tiny {family} config")
+    init_weights(model, seed)
+    model.eval()
+    ids = TokenIds.from_config(cfg, f"tiny {family} config")
+    return ModelAdapter(model, FAMILIES[family], ids, tokenizer=byte_tokenizer(ids.mask, ids.eos, ids.bos))
