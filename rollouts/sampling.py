@@ -21,56 +21,12 @@ published samplers come with it).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-
 import torch
 
 from .adapter import ModelAdapter
+from .sampler_config import REMASKING, SCHEDULES, SamplerConfig  # noqa: F401  (re-exported)
 
-REMASKING = ("low_confidence", "random", "top1_prob", "margin", "neg_entropy")
-SCHEDULES = ("llada", "dream")
 DREAM_EPS = 1e-3
-
-
-@dataclass
-class SamplerConfig:
-    """How to decode: sizes, schedule and confidence (names follow d1 / LLaDA / Dream)."""
-
-    max_completion_length: int = 128
-    diffusion_steps: int = 128
-    block_length: int | None = None  # None → the whole completion is one block
-    temperature: float = 0.0
-    remasking: str | None = None  # None → the family's reference confidence
-    schedule: str | None = None  # None → the family's reference schedule
-    top_k: int | None = None  # None → the family's reference value; 0 → off
-    top_p: float | None = None  # None or 1.0 → off
-
-    def resolve(self, family_defaults: dict) -> "SamplerConfig":
-        """A copy with every None filled from the family's reference sampler, then checked."""
-        filled = {k: v for k, v in family_defaults.items() if getattr(self, k) is None}
-        cfg = replace(self, **filled)
-        cfg.check()
-        return cfg
-
-    def check(self) -> None:
-        length, block = self.max_completion_length, self.block_length or self.max_completion_length
-        if length < 1 or block < 1 or self.diffusion_steps < 1:
-            raise ValueError("max_completion_length, block_length and diffusion_steps must be positive")
-        if length % block:
-            raise ValueError(f"max_completion_length ({length}) must be a multiple of block_length ({block})")
-        if self.diffusion_steps % (length // block):
-            raise ValueError(f"diffusion_steps ({self.diffusion_steps}) must be divisible by the number of "
-                             f"blocks ({length // block} = max_completion_length / block_length)")
-        if self.remasking is not None and self.remasking not in REMASKING:
-            raise ValueError(f"remasking {self.remasking!r} is not one of {REMASKING}")
-        if self.schedule is not None and self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule {self.schedule!r} is not one of {SCHEDULES}")
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be ≥ 0, got {self.temperature}")
-        if self.top_k is not None and self.top_k < 0:
-            raise ValueError(f"top_k must be ≥ 0 (0 = off), got {self.top_k}")
-        if self.top_p is not None and not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
 
 
 def llada_commit_counts(masked: torch.Tensor, steps: int) -> torch.Tensor:
@@ -113,18 +69,23 @@ def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) 
     return logits
 
 
-def propose(logits: torch.Tensor, cfg: SamplerConfig,
+def propose(logits: torch.Tensor, cfg: SamplerConfig, mask_id: int,
             generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Candidate tokens x0 and their confidences for logits [B, N, V] (``cfg`` resolved)."""
+    """Candidate tokens x0 and their confidences for logits [B, N, V] (``cfg`` resolved).
+
+    The mask token is never chosen (it would leave the position masked), but confidences are read
+    from the unmodified distribution, as the reference samplers do.
+    """
     logits = filter_logits(logits.float(), cfg.top_k, cfg.top_p)
     remasking, temperature = cfg.remasking, cfg.temperature
-    if remasking in ("low_confidence", "random"):
-        x0 = gumbel_argmax(logits, temperature, generator)
-        if remasking == "random":
-            return x0, torch.rand(x0.shape, device=x0.device, generator=generator)
+    choice = logits.clone()
+    choice[..., mask_id] = float("-inf")
+    x0 = gumbel_argmax(choice, temperature, generator)
+    if remasking == "random":
+        return x0, torch.rand(x0.shape, device=x0.device, generator=generator)
+    if remasking == "low_confidence":
         return x0, torch.softmax(logits, -1).gather(-1, x0.unsqueeze(-1)).squeeze(-1)
     probs = torch.softmax(logits / temperature if temperature > 0 else logits, -1)
-    x0 = gumbel_argmax(logits, temperature, generator)
     if remasking == "top1_prob":
         return x0, probs.gather(-1, x0.unsqueeze(-1)).squeeze(-1)
     if remasking == "margin":
@@ -169,7 +130,7 @@ def generate(adapter: ModelAdapter, prompt_ids: torch.Tensor, attention_mask: to
             if not bool((k > 0).any()):
                 continue  # Dream's schedule may commit nothing on early steps: no forward pass needed
             logits = adapter.logits(x, attention_mask)[:, lo:hi]
-            x0, confidence = propose(logits, cfg, generator)
+            x0, confidence = propose(logits, cfg, mask_id, generator)
             commit = select_most_confident(confidence, candidates, k)
             x[:, lo:hi] = torch.where(commit, x0, x[:, lo:hi])
     return x

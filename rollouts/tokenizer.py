@@ -7,9 +7,11 @@ models use it; pass ``tokenizer="bytes"`` to use it with any model whose vocabul
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 BYTES = "bytes"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
 # A plain-text chat format for models trained from scratch with the byte tokenizer.
 BYTE_CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
@@ -64,12 +66,20 @@ def load_tokenizer(spec: str | os.PathLike | None, checkpoint: Path, token_ids: 
     """``spec`` None → the checkpoint's own tokenizer; ``"bytes"`` → the byte tokenizer; else a path or Hub id."""
     if spec == BYTES:
         return byte_tokenizer(token_ids["mask"], token_ids["eos"], token_ids.get("bos"))
-    from transformers import AutoTokenizer
+    import transformers
     source = checkpoint if spec is None else spec
+    if spec is None and not any((checkpoint / f).is_file() for f in TOKENIZER_FILES):
+        raise TokenizerError(f"{checkpoint} ships no tokenizer (none of {', '.join(TOKENIZER_FILES)}); pass a "
+                             f"tokenizer path or Hub id (--tokenizer), or 'bytes' for the built-in byte tokenizer")
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()  # silence "model of type llada ..." notes from reading config.json
     try:
-        tok = AutoTokenizer.from_pretrained(str(source), revision=revision)
+        with warnings.catch_warnings():  # and config deprecation notes that concern transformers' own models
+            warnings.simplefilter("ignore", FutureWarning)
+            tok = transformers.AutoTokenizer.from_pretrained(str(source), revision=revision)
     except Exception as e:
-        hint = " (the checkpoint ships none: pass tokenizer='bytes' or a tokenizer path/Hub id)" if spec is None else ""
-        raise TokenizerError(f"could not load a tokenizer from {source}{hint}: {type(e).__name__}: {e}") from e
+        raise TokenizerError(f"could not load a tokenizer from {source}: {type(e).__name__}: {e}") from e
+    finally:
+        transformers.logging.set_verbosity(verbosity)
     tok.padding_side = "left"
     return tok

@@ -1,0 +1,538 @@
+"""Recipe schema and loader for ``unmask train``.
+
+A recipe is a YAML file whose top-level sections (``model``, ``data``, ``rollout``, ``algorithm``,
+``training``, ``logging``) map onto the dataclasses below. Loading is strict: unknown keys, wrong
+types and inconsistent settings raise :class:`ConfigError` naming the dotted field and the fix.
+Defaults reproduce d1's diffu-GRPO recipe for LLaDA-8B-Instruct on GSM8K. Field names follow TRL's
+``GRPOConfig`` where the concept is shared, and d1's names for diffusion settings.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import math
+import os
+import re
+import types
+from collections.abc import Mapping, Sequence
+from dataclasses import MISSING, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+from rollouts.sampler_config import REMASKING, SCHEDULES, SamplerConfig
+
+__all__ = [
+    "ConfigError", "ModelConfig", "DataConfig", "RolloutConfig", "RewardSpec", "AlgorithmConfig",
+    "TrainingConfig", "LoggingConfig", "RecipeConfig", "load_recipe", "recipe_from_dict",
+    "parse_section", "apply_overrides", "to_dict", "to_yaml", "save_recipe",
+]
+
+
+class ConfigError(ValueError):
+    """Any problem with a recipe: unreadable file, unknown key, wrong type, inconsistent values."""
+
+
+# ----------------------------------------------------------------------------- validation helpers
+
+def _join(where: str, name: str) -> str:
+    return f"{where}.{name}" if where else name
+
+
+def _bound(obj: Any, where: str, names: str | tuple[str, ...], lo: float, *, strict: bool = False,
+           hi: float | None = None, below: float | None = None) -> None:
+    """Check ``lo <= value`` (``<`` if strict), ``value <= hi``, ``value < below``; None (unset) passes."""
+    for name in (names,) if isinstance(names, str) else names:
+        value = getattr(obj, name)
+        if value is None:
+            continue
+        if (value <= lo) if strict else (value < lo):
+            raise ConfigError(f"{_join(where, name)} must be {'>' if strict else '>='} {lo}, got {value!r}")
+        if (hi is not None and value > hi) or (below is not None and value >= below):
+            limit = f"<= {hi}" if hi is not None else f"< {below}"
+            raise ConfigError(f"{_join(where, name)} must be {limit}, got {value!r}")
+
+
+def _nonempty(obj: Any, where: str, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if value is not None and not str(value).strip():
+            raise ConfigError(f"{_join(where, name)} must be a non-empty string")
+
+
+# ----------------------------------------------------------------------------- schema
+
+@dataclass
+class ModelConfig:
+    """Policy model, tokenizer and LoRA adapter settings."""
+
+    name_or_path: str = field(default="GSAI-ML/LLaDA-8B-Instruct", metadata={"help": "Hugging Face hub id or local directory of the masked diffusion LM to train."})
+    tokenizer: str | None = field(default=None, metadata={"help": "Hub id or path of the tokenizer; null uses the tokenizer shipped with `name_or_path`."})
+    revision: str | None = field(default=None, metadata={"help": "Hub revision (branch, tag or commit) of the model; null takes the default branch."})
+    dtype: Literal["float32", "bfloat16"] = field(default="bfloat16", metadata={"help": "Dtype the model weights are loaded in."})
+    device: str = field(default="auto", metadata={"help": "Device to place the model on: 'auto' (GPU if available, else CPU), 'cpu', 'cuda', 'cuda:1', ..."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Allow executing modelling code from the hub repository (needed by some LLaDA/Dream checkpoints)."})
+    use_peft: bool = field(default=True, metadata={"help": "Train LoRA adapters instead of the full model."})
+    lora_r: int = field(default=128, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=64, metadata={"help": "LoRA scaling numerator (the update is scaled by lora_alpha / lora_r)."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout probability applied to the LoRA input."})
+    lora_target_modules: list[str] | None = field(default=None, metadata={"help": "Module names LoRA is applied to; null uses the model family's defaults."})
+    load_in_4bit: bool = field(default=False, metadata={"help": "Load the base model 4-bit quantised with bitsandbytes (QLoRA); requires use_peft."})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "Recompute activations in the backward pass to save memory at the cost of speed."})
+
+    def validate(self, where: str = "model") -> None:
+        _nonempty(self, where, "name_or_path", "device")
+        _bound(self, where, ("lora_r", "lora_alpha"), 1)
+        _bound(self, where, "lora_dropout", 0.0, below=1.0)
+        if self.load_in_4bit and not self.use_peft:
+            raise ConfigError(f"{where}.load_in_4bit requires {where}.use_peft: true (a 4-bit base model cannot be trained directly)")
+
+
+@dataclass
+class DataConfig:
+    """Where training/evaluation prompts come from and how they are formatted."""
+
+    dataset: str = field(default="openai/gsm8k", metadata={"help": "Training dataset: a hub id, or a `datasets` builder name such as 'json' when `data_files` is set."})
+    dataset_config: str | None = field(default="main", metadata={"help": "Dataset configuration (subset) name passed to `datasets.load_dataset`; null for none."})
+    split: str = field(default="train", metadata={"help": "Split of `dataset` used for training."})
+    data_files: str | list[str] | None = field(default=None, metadata={"help": "Local file path(s) to load instead of a hub dataset (e.g. JSONL with the dataset's columns)."})
+    prompt_template: str = field(default="d1", metadata={"help": "Name of the registered prompt template that turns a dataset row into a chat prompt; 'd1' is d1's <reasoning>/<answer> format."})
+    system_prompt: str | None = field(default=None, metadata={"help": "System prompt overriding the template's own; null keeps the template's."})
+    max_prompt_length: int | None = field(default=None, metadata={"help": "Prompts longer than this many tokens are left-truncated; null keeps them whole."})
+    eval_dataset: str | None = field(default=None, metadata={"help": "Hub id of the evaluation dataset; null disables evaluation during training."})
+    eval_split: str = field(default="test", metadata={"help": "Split of `eval_dataset` used for evaluation."})
+    eval_limit: int | None = field(default=None, metadata={"help": "Evaluate on at most this many examples; null uses the whole split."})
+
+    def validate(self, where: str = "data") -> None:
+        _nonempty(self, where, "dataset", "split", "prompt_template", "eval_split", "eval_dataset")
+        if isinstance(self.data_files, list) and not self.data_files:
+            raise ConfigError(f"{where}.data_files is an empty list; give at least one path or use null")
+        _bound(self, where, ("max_prompt_length", "eval_limit"), 1)
+
+
+@dataclass
+class RolloutConfig:
+    """Semi-autoregressive block diffusion sampling used to generate completions (d1 / LLaDA names)."""
+
+    num_generations: int = field(default=6, metadata={"help": "Completions sampled per prompt (the GRPO group size)."})
+    max_completion_length: int = field(default=256, metadata={"help": "Length in tokens of the masked completion canvas; must be a multiple of block_length."})
+    block_length: int = field(default=32, metadata={"help": "Tokens per semi-autoregressive block; blocks are denoised left to right."})
+    diffusion_steps: int = field(default=128, metadata={"help": "Total denoising steps over the whole completion, split evenly across blocks."})
+    temperature: float = field(default=0.9, metadata={"help": "Sampling temperature when predicting masked tokens; 0 is greedy (argmax)."})
+    remasking: Literal[REMASKING] = field(default="low_confidence", metadata={"help": "Confidence that picks which masked positions to commit at each step: LLaDA's low_confidence or random, Dream's top1_prob, margin or neg_entropy."})
+    schedule: Literal[SCHEDULES] | None = field(default=None, metadata={"help": "Tokens committed per step: 'llada' (even split within each block) or 'dream' (Dream's timestep schedule); null = the model family's reference schedule."})
+    top_k: int | None = field(default=None, metadata={"help": "Keep only the k most likely tokens before choosing and scoring; 0 = off; null = the family's reference value (Dream: 50)."})
+    top_p: float | None = field(default=None, metadata={"help": "Nucleus filtering before choosing and scoring; null or 1.0 = off."})
+    cfg_scale: float = field(default=0.0, metadata={"help": "Classifier-free guidance scale (unconditional = prompt masked); 0 disables guidance."})
+    generation_batch_size: int | None = field(default=None, metadata={"help": "Completions sampled per generation call, a multiple of num_generations (as in TRL); null samples one training batch per call."})
+
+    def sampler(self) -> SamplerConfig:
+        """The rollout engine's settings for this recipe."""
+        return SamplerConfig(max_completion_length=self.max_completion_length, diffusion_steps=self.diffusion_steps,
+                             block_length=self.block_length, temperature=self.temperature, remasking=self.remasking,
+                             schedule=self.schedule, top_k=self.top_k, top_p=self.top_p)
+
+    @property
+    def num_blocks(self) -> int:
+        return self.max_completion_length // self.block_length
+
+    @property
+    def steps_per_block(self) -> int:
+        return self.diffusion_steps // self.num_blocks
+
+    def validate(self, where: str = "rollout") -> None:
+        _bound(self, where, ("num_generations", "max_completion_length", "block_length", "diffusion_steps",
+                             "generation_batch_size"), 1)
+        _bound(self, where, "cfg_scale", 0.0)
+        try:
+            self.sampler().check(prefix=f"{where}.")
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        if self.generation_batch_size is not None and self.generation_batch_size % self.num_generations:
+            raise ConfigError(
+                f"{where}.generation_batch_size ({self.generation_batch_size}) must be a multiple of "
+                f"{where}.num_generations ({self.num_generations}) so that groups are not split")
+
+
+@dataclass
+class RewardSpec:
+    """One weighted reward function of the recipe, looked up by name in the rewards registry."""
+
+    name: str = field(metadata={"help": "Reward function name, resolved in the rewards registry (e.g. 'gsm8k_correct')."})
+    weight: float = field(default=1.0, metadata={"help": "Multiplier of this reward in the summed scalar reward."})
+
+    def validate(self, where: str = "reward") -> None:
+        _nonempty(self, where, "name")
+        if not math.isfinite(self.weight):
+            raise ConfigError(f"{where}.weight must be a finite number, got {self.weight!r}")
+
+
+def _d1_rewards() -> list[RewardSpec]:
+    return [RewardSpec("gsm8k_correct", 2.0), RewardSpec("xml_format", 0.5)]
+
+
+@dataclass
+class AlgorithmConfig:
+    """The policy-gradient objective: clipping, KL penalty, loss normalisation and rewards."""
+
+    name: str = field(default="diffu_grpo", metadata={"help": "Policy-optimisation algorithm to run."})
+    beta: float = field(default=0.04, metadata={"help": "KL penalty coefficient against the reference model; 0 skips the reference model."})
+    epsilon: float = field(default=0.5, metadata={"help": "Lower clipping range of the importance ratio (ratio >= 1 - epsilon)."})
+    epsilon_high: float | None = field(default=None, metadata={"help": "Upper clipping range (ratio <= 1 + epsilon_high); null uses epsilon (DAPO's clip-higher sets it larger)."})
+    num_iterations: int = field(default=4, metadata={"help": "Policy updates per generated batch (mu in GRPO); >1 reuses rollouts with importance ratios."})
+    loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo"] = field(default="bnpo", metadata={"help": "Loss normalisation: per-sequence mean (grpo), constant length (dr_grpo), tokens in the global batch (dapo) or in the local batch (bnpo)."})
+    scale_rewards: Literal["group", "batch", "none"] = field(default="none", metadata={"help": "Divide advantages by the reward std of the group, of the batch, or not at all."})
+    importance_sampling_level: Literal["token", "sequence"] = field(default="token", metadata={"help": "Importance ratio per token (GRPO) or one per sequence (GSPO)."})
+    p_mask_prompt: float = field(default=0.15, metadata={"help": "Probability of masking each prompt token when estimating log-probs (d1's random prompt masking)."})
+    rewards: list[RewardSpec] = field(default_factory=_d1_rewards, metadata={"help": "Weighted reward functions; each name resolves in the rewards registry."})
+
+    def validate(self, where: str = "algorithm") -> None:
+        _nonempty(self, where, "name")
+        _bound(self, where, "beta", 0.0)
+        _bound(self, where, ("epsilon", "epsilon_high"), 0.0, strict=True)
+        _bound(self, where, "num_iterations", 1)
+        _bound(self, where, "p_mask_prompt", 0.0, hi=1.0)
+        if not self.rewards:
+            raise ConfigError(f"{where}.rewards is empty; list at least one reward, e.g. [{{name: gsm8k_correct}}]")
+        for i, spec in enumerate(self.rewards):
+            spec.validate(f"{where}.rewards[{i}]")
+
+
+@dataclass
+class TrainingConfig:
+    """Optimizer, schedule, batch sizes, checkpointing and the reference model."""
+
+    output_dir: str = field(default="out/run", metadata={"help": "Directory for checkpoints, the resolved recipe and logs."})
+    seed: int = field(default=42, metadata={"help": "Random seed for data order, sampling and initialisation."})
+    learning_rate: float = field(default=3e-6, metadata={"help": "Peak learning rate of AdamW."})
+    lr_scheduler_type: Literal["constant_with_warmup", "cosine", "linear", "constant"] = field(default="constant_with_warmup", metadata={"help": "Learning-rate schedule after warmup."})
+    warmup_steps: int = field(default=0, metadata={"help": "Optimizer steps of linear warmup from 0 to learning_rate."})
+    weight_decay: float = field(default=0.1, metadata={"help": "AdamW decoupled weight decay."})
+    adam_beta1: float = field(default=0.9, metadata={"help": "AdamW beta1 (first-moment decay)."})
+    adam_beta2: float = field(default=0.99, metadata={"help": "AdamW beta2 (second-moment decay)."})
+    max_grad_norm: float = field(default=0.2, metadata={"help": "Gradient-norm clipping threshold; 0 disables clipping."})
+    per_device_train_batch_size: int = field(default=6, metadata={"help": "Completions per device per micro-batch."})
+    gradient_accumulation_steps: int = field(default=2, metadata={"help": "Micro-batches accumulated before each optimizer step."})
+    max_steps: int | None = field(default=None, metadata={"help": "Total optimizer steps; null derives it from num_train_epochs."})
+    num_train_epochs: float = field(default=1.0, metadata={"help": "Passes over the training prompts when max_steps is null."})
+    save_steps: int = field(default=100, metadata={"help": "Save a checkpoint every this many optimizer steps."})
+    save_total_limit: int | None = field(default=None, metadata={"help": "Keep at most this many checkpoints, deleting the oldest; null keeps all."})
+    eval_steps: int | None = field(default=None, metadata={"help": "Evaluate on data.eval_dataset every this many steps; null disables periodic evaluation."})
+    bf16: bool = field(default=True, metadata={"help": "Run forward/backward under bfloat16 autocast."})
+    deepspeed: str | None = field(default=None, metadata={"help": "Path to a DeepSpeed JSON config; null trains without DeepSpeed."})
+    resume_from: str | None = field(default=None, metadata={"help": "Checkpoint directory to resume from, or 'latest' for the newest one in output_dir; null starts fresh."})
+    sync_ref_model: bool = field(default=True, metadata={"help": "Periodically copy the policy weights into the reference model (TR-DPO style)."})
+    ref_model_sync_steps: int = field(default=64, metadata={"help": "Optimizer steps between reference-model syncs when sync_ref_model is true."})
+
+    def validate(self, where: str = "training") -> None:
+        _nonempty(self, where, "output_dir", "deepspeed", "resume_from")
+        _bound(self, where, ("learning_rate", "num_train_epochs"), 0.0, strict=True)
+        _bound(self, where, ("warmup_steps", "weight_decay", "max_grad_norm"), 0)
+        _bound(self, where, ("adam_beta1", "adam_beta2"), 0.0, below=1.0)
+        _bound(self, where, ("per_device_train_batch_size", "gradient_accumulation_steps", "max_steps",
+                             "save_steps", "save_total_limit", "eval_steps", "ref_model_sync_steps"), 1)
+
+
+@dataclass
+class LoggingConfig:
+    """Metric sinks and completion logging."""
+
+    logging_steps: int = field(default=1, metadata={"help": "Log metrics every this many optimizer steps."})
+    report_to: list[Literal["wandb", "jsonl"]] = field(default_factory=lambda: ["jsonl"], metadata={"help": "Metric sinks: 'jsonl' appends JSON lines to a file in output_dir, 'wandb' logs to Weights & Biases; [] disables both."})
+    project: str = field(default="unmask", metadata={"help": "Project name for wandb."})
+    run_name: str | None = field(default=None, metadata={"help": "Run name shown in wandb and the logs; null lets the sink pick one."})
+    log_completions: bool = field(default=False, metadata={"help": "Also log sampled prompts, completions and their rewards."})
+    num_completions_to_print: int = field(default=4, metadata={"help": "Completions printed to the console at each logging step when log_completions is true."})
+
+    def validate(self, where: str = "logging") -> None:
+        _bound(self, where, "logging_steps", 1)
+        _bound(self, where, "num_completions_to_print", 0)
+        _nonempty(self, where, "project")
+
+
+@dataclass
+class RecipeConfig:
+    """A whole training recipe: one field per YAML section."""
+
+    model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "Policy model, tokenizer and LoRA settings."})
+    data: DataConfig = field(default_factory=DataConfig, metadata={"help": "Training/evaluation datasets and prompt formatting."})
+    rollout: RolloutConfig = field(default_factory=RolloutConfig, metadata={"help": "Diffusion sampling used to generate completions."})
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig, metadata={"help": "RL objective, clipping, KL and rewards."})
+    training: TrainingConfig = field(default_factory=TrainingConfig, metadata={"help": "Optimizer, schedule, batch sizes and checkpointing."})
+    logging: LoggingConfig = field(default_factory=LoggingConfig, metadata={"help": "Metric sinks and completion logging."})
+
+    def validate(self, where: str = "") -> None:
+        for f in dataclasses.fields(self):
+            getattr(self, f.name).validate(_join(where, f.name))
+        steps, dataset = _join(where, "training.eval_steps"), _join(where, "data.eval_dataset")
+        if self.training.eval_steps is not None and self.data.eval_dataset is None:
+            raise ConfigError(f"{steps} ({self.training.eval_steps}) is set but {dataset} is null; "
+                              f"set {dataset} or remove {steps}")
+
+
+# ----------------------------------------------------------------------------- generic strict parsing
+
+_SCI_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")  # YAML 1.1 reads `3e-6` as a string
+
+
+def _type_name(tp: Any) -> str:
+    origin = get_origin(tp)
+    if tp is type(None):
+        return "null"
+    if origin is Union or origin is types.UnionType:
+        args = get_args(tp)
+        return " or ".join(_type_name(a) for a in [a for a in args if a is not type(None)]
+                           + [a for a in args if a is type(None)])
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in get_args(tp))
+    if origin is list or tp is list:
+        return "list"
+    if origin is dict or tp is dict or dataclasses.is_dataclass(tp):
+        return "mapping"
+    return getattr(tp, "__name__", repr(tp))
+
+
+def _got(value: Any) -> str:
+    if value is None:
+        return "null"
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
+
+
+def _suggest(word: Any, choices: Sequence[str]) -> list[str]:
+    return difflib.get_close_matches(str(word), list(choices), n=1) if isinstance(word, str) else []
+
+
+def _coerce(tp: Any, value: Any, where: str, source: str | None, expected: str | None = None) -> Any:
+    """Check ``value`` against annotation ``tp``; return it converted (int->float, mappings->dataclasses)."""
+    def mismatch() -> ConfigError:
+        return ConfigError(f"{where}: expected {expected or _type_name(tp)}, got {_got(value)}")
+
+    origin, args = get_origin(tp), get_args(tp)
+    if tp is Any or tp is object:
+        return copy.deepcopy(value)
+    if origin is Union or origin is types.UnionType:
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1:  # Optional[X]: keep X's precise messages, but say null is allowed too
+            return _coerce(options[0], value, where, source, expected=_type_name(tp))
+        errors = []
+        for option in options:
+            try:
+                return _coerce(option, value, where, source)
+            except ConfigError as exc:
+                errors.append(exc)
+        deeper = [e for e in errors if not str(e).startswith(f"{where}: expected")]  # e.g. a bad list item
+        raise deeper[0] if deeper else mismatch()
+    if origin is Literal:
+        if any(value == a and type(value) is type(a) for a in args):
+            return value
+        close = _suggest(value, [a for a in args if isinstance(a, str)])
+        got = repr(value) if isinstance(value, str) else _got(value)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"{where}: expected {expected or _type_name(tp)}, got {got}{hint}")
+    if tp in (bool, str):
+        if isinstance(value, tp):
+            return value
+        raise mismatch()
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is int:
+        if numeric and (isinstance(value, int) or value.is_integer()):
+            return int(value)
+        raise mismatch()
+    if tp is float:
+        if numeric or (isinstance(value, str) and _SCI_FLOAT.match(value.strip())):
+            return float(value)
+        raise mismatch()
+    if dataclasses.is_dataclass(tp):
+        if value is None:  # an empty YAML section (`rollout:`) means "all defaults"
+            value = {}
+        if not isinstance(value, Mapping):
+            raise mismatch()
+        return _build(tp, value, where, source)
+    if origin is list or tp is list:
+        if not isinstance(value, (list, tuple)):
+            raise mismatch()
+        item = args[0] if args else Any
+        return [_coerce(item, v, f"{where}[{i}]", source) for i, v in enumerate(value)]
+    if origin is dict or tp is dict:
+        if not isinstance(value, Mapping):
+            raise mismatch()
+        key_tp, val_tp = args if args else (Any, Any)
+        return {_coerce(key_tp, k, f"{where} key", source): _coerce(val_tp, v, _join(where, str(k)), source)
+                for k, v in value.items()}
+    raise TypeError(f"unsupported annotation {tp!r} for {where or 'top level'}")
+
+
+def _unknown_key(key: Any, where: str, valid: Sequence[str], context: str) -> ConfigError:
+    close = _suggest(key, valid)
+    if close:
+        hint = f"did you mean {_join(where, close[0])!r}?"
+    else:
+        hint = f"valid keys of {where}: " if where else "valid top-level keys: "
+        hint += ", ".join(valid)
+    return ConfigError(f"unknown key {_join(where, str(key))!r}{context}; {hint}")
+
+
+def _build(cls: type, data: Mapping, where: str, source: str | None) -> Any:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where or 'recipe'}: expected a mapping of {cls.__name__} fields, got {_got(data)}")
+    hints = get_type_hints(cls)
+    fields = [f for f in dataclasses.fields(cls) if f.init]
+    names = [f.name for f in fields]
+    for key in data:
+        if key not in names:
+            raise _unknown_key(key, where, names, f" in {source}" if source else "")
+    kwargs = {}
+    for f in fields:
+        if f.name in data:
+            kwargs[f.name] = _coerce(hints[f.name], data[f.name], _join(where, f.name), source)
+        elif f.default is MISSING and f.default_factory is MISSING:
+            raise ConfigError(f"{_join(where, f.name)}: required field is missing")
+    return cls(**kwargs)
+
+
+def parse_section(cls: type, data: Mapping | None, where: str = "", *, source: str | None = None) -> Any:
+    """Build dataclass ``cls`` from ``data`` strictly (unknown keys and wrong types raise ConfigError),
+    then call its ``validate(where)`` if it has one. ``where`` is the dotted prefix used in messages;
+    ``source`` (a file name) is quoted in unknown-key messages. Works for any dataclass whose fields
+    are annotated with bool/int/float/str, Literal, X | None, unions, list[...], dict[...] or dataclasses."""
+    if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+        raise TypeError(f"parse_section needs a dataclass type, got {cls!r}")
+    obj = _build(cls, {} if data is None else data, where, source)
+    if callable(getattr(obj, "validate", None)):
+        obj.validate(where)
+    return obj
+
+
+# ----------------------------------------------------------------------------- overrides
+
+def apply_overrides(data: Mapping, overrides: Sequence[str], schema: type | None = None) -> dict:
+    """Return a deep copy of ``data`` with each ``a.b.c=value`` override applied (value parsed by
+    ``yaml.safe_load``; numeric segments index lists). Keys are checked against dataclass ``schema``
+    (default: RecipeConfig; pass ``object`` for no checking) and missing parents are filled from defaults."""
+    schema = RecipeConfig if schema is None else schema
+    result = copy.deepcopy(dict(data))
+    for override in overrides:
+        if not isinstance(override, str) or "=" not in override:
+            raise ConfigError(f"malformed override {override!r}: expected KEY=VALUE, e.g. rollout.block_length=64")
+        key_text, value_text = override.split("=", 1)
+        keys = key_text.strip().split(".")
+        if not all(k.strip() for k in keys):
+            raise ConfigError(f"malformed override {override!r}: empty key segment in {key_text.strip()!r}")
+        try:
+            value = yaml.safe_load(value_text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"override {override!r}: value is not valid YAML ({exc})") from None
+        _set_path(result, [k.strip() for k in keys], value, schema, override)
+    return result
+
+
+def _set_path(node: Any, keys: list[str], value: Any, tp: Any, override: str) -> None:
+    context, where = f" in override {override!r}", ""
+    for i, key in enumerate(keys):
+        last = i == len(keys) - 1
+        if get_origin(tp) in (Union, types.UnionType):  # X | None: walk into X when it is a container
+            containers = [a for a in get_args(tp) if a is not type(None)]
+            tp = containers[0] if len(containers) == 1 else Any
+        if dataclasses.is_dataclass(tp):
+            fields = {f.name: f for f in dataclasses.fields(tp) if f.init}
+            if key not in fields:
+                raise _unknown_key(key, where, list(fields), context)
+            child_tp, child_where, default = get_type_hints(tp)[key], _join(where, key), fields[key]
+        elif get_origin(tp) is list or tp is list:
+            if not key.isdigit():
+                raise ConfigError(f"override {override!r}: {where} is a list; index it with a number, e.g. {where}.0")
+            key = int(key)
+            child_tp, child_where, default = (get_args(tp) or (Any,))[0], f"{where}[{key}]", None
+        elif tp is Any or tp is object or get_origin(tp) is dict or tp is dict:
+            child_tp = (get_args(tp) or (Any, Any))[1] if get_origin(tp) is dict else Any
+            child_where, default = _join(where, key), None
+            if isinstance(node, list) and key.isdigit():
+                key = int(key)
+        else:
+            raise ConfigError(f"override {override!r}: {where} is a value, not a section; it has no key {key!r}")
+        if isinstance(key, int):
+            if not isinstance(node, list):
+                raise ConfigError(f"override {override!r}: {where} is {_got(node)}, not a list")
+            if key > len(node):
+                raise ConfigError(f"override {override!r}: index {key} out of range for {where} ({len(node)} items)")
+            if key == len(node):  # one past the end appends
+                node.append({})
+        elif not isinstance(node, dict):
+            raise ConfigError(f"override {override!r}: {where} is {_got(node)}, not a mapping")
+        if last:
+            if tp is not Any and child_tp is not Any:
+                try:
+                    _coerce(child_tp, value, child_where, None)
+                except ConfigError as exc:
+                    raise ConfigError(f"{exc} (from override {override!r})") from None
+            node[key] = value
+            return
+        if isinstance(node, dict) and (key not in node or node[key] is None):
+            value_default = None  # fill a missing parent from the schema default, or start an empty mapping
+            if isinstance(default, dataclasses.Field):
+                value_default = default.default_factory() if default.default_factory is not MISSING else default.default
+            if value_default is None:
+                is_list = any(t is list or get_origin(t) is list for t in (child_tp, *get_args(child_tp)))
+                node[key] = [] if is_list else {}
+            else:
+                node[key] = _to_data(value_default)
+        node, tp, where = node[key], child_tp, child_where
+
+
+# ----------------------------------------------------------------------------- entry points & output
+
+def recipe_from_dict(data: Mapping | None, overrides: Sequence[str] = (), *, source: str | None = None) -> RecipeConfig:
+    """Build and validate a RecipeConfig from parsed YAML data plus dotted overrides."""
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source or 'recipe'}: top level must be a mapping of sections "
+                          f"(model, data, rollout, ...), got {_got(data)}")
+    return parse_section(RecipeConfig, apply_overrides(data, overrides), "", source=source)
+
+
+def load_recipe(path: str | os.PathLike, overrides: Sequence[str] = ()) -> RecipeConfig:
+    """Read a YAML recipe, apply ``KEY=VALUE`` overrides, and return the validated RecipeConfig."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"cannot read recipe {os.fspath(path)}: {reason}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{os.fspath(path)}: invalid YAML: {exc}") from None
+    return recipe_from_dict(data, overrides, source=os.fspath(path))
+
+
+def _to_data(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _to_data(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [_to_data(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _to_data(v) for k, v in value.items()}
+    return copy.deepcopy(value)
+
+
+def to_dict(cfg: Any) -> dict:
+    """Plain nested dict of a config dataclass, in field order."""
+    return _to_data(cfg)
+
+
+def to_yaml(cfg: Any) -> str:
+    """The resolved config as YAML (field order kept); ``recipe_from_dict(yaml.safe_load(...))`` round-trips."""
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False, default_flow_style=False, allow_unicode=True)
+
+
+def save_recipe(cfg: Any, path: str | os.PathLike) -> None:
+    """Write ``to_yaml(cfg)`` to ``path``, creating parent directories."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(to_yaml(cfg), encoding="utf-8")
