@@ -1,0 +1,46 @@
+"""GSM8K: numeric answer extraction and the ``gsm8k_correct`` reward (exact numeric match)."""
+from __future__ import annotations
+
+from fractions import Fraction
+
+from rewards.contract import per_item
+from rewards.extract import hash_answer, last_boxed, parse_number, tag_content, the_answer_is
+from rewards.registry import register_reward
+
+
+def gsm8k_gold(solution: str | None) -> Fraction | None:
+    """Gold number of a GSM8K ``answer`` column: the number after the last ``####`` (commas removed)."""
+    if not isinstance(solution, str):
+        return None if solution is None else parse_number(str(solution))
+    return parse_number(hash_answer(solution) if "####" in solution else solution, which="first")
+
+
+def gsm8k_prediction(text: str) -> Fraction | None:
+    """Predicted number, trying in order: ``\\boxed{}`` → ``<answer>`` → ``####`` → "The answer is" → last number."""
+    sources = (
+        (last_boxed, "last"),
+        (tag_content, "last"),
+        (hash_answer, "first"),
+        (the_answer_is, "first"),
+    )
+    for extract, which in sources:
+        span = extract(text)
+        value = parse_number(span, which=which) if span else None
+        if value is not None:
+            return value
+    return parse_number(text, which="last")
+
+
+def gsm8k_score(text: str, gold: str | None) -> float | None:
+    """1.0 when the predicted number equals the gold number, 0.0 otherwise, None if gold is unparseable."""
+    gold_value = gsm8k_gold(gold)
+    if gold_value is None:
+        return None
+    return float(gsm8k_prediction(text) == gold_value)
+
+
+@register_reward("gsm8k_correct")
+@per_item
+def gsm8k_correct(text: str, row: dict) -> float | None:
+    """GSM8K correctness against the ``answer`` column (1.0/0.0; None when the gold is unparseable)."""
+    return gsm8k_score(text, row.get("answer", row.get("solution")))
