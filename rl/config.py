@@ -23,7 +23,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
-from rollouts.sampler_config import REMASKING, SCHEDULES, SamplerConfig
+from rollouts.sampler_config import REMASKING, Remasking, SamplerConfig
 
 __all__ = [
     "ConfigError", "ModelConfig", "DataConfig", "RolloutConfig", "RewardSpec", "AlgorithmConfig",
@@ -114,30 +114,21 @@ class DataConfig:
 
 
 @dataclass
-class RolloutConfig:
-    """Semi-autoregressive block diffusion sampling used to generate completions (d1 / LLaDA names)."""
+class RolloutConfig(SamplerConfig):
+    """How completions are generated: the rollout engine's sampler settings (see
+    ``rollouts.sampler_config``) plus group and batch sizes. Defaults are d1's LLaDA settings."""
 
     num_generations: int = field(default=6, metadata={"help": "Completions sampled per prompt (the GRPO group size)."})
+    generation_batch_size: int | None = field(default=None, metadata={"help": "Completions sampled per generation call, a multiple of num_generations (as in TRL); null samples one training batch per call."})
     max_completion_length: int = field(default=256, metadata={"help": "Length in tokens of the masked completion canvas; must be a multiple of block_length."})
-    block_length: int = field(default=32, metadata={"help": "Tokens per semi-autoregressive block; blocks are denoised left to right."})
+    block_length: int | None = field(default=32, metadata={"help": "Tokens per semi-autoregressive block; blocks are denoised left to right (null = one block)."})
     diffusion_steps: int = field(default=128, metadata={"help": "Total denoising steps over the whole completion, split evenly across blocks."})
     temperature: float = field(default=0.9, metadata={"help": "Sampling temperature when predicting masked tokens; 0 is greedy (argmax)."})
-    remasking: Literal[REMASKING] = field(default="low_confidence", metadata={"help": "Confidence that picks which masked positions to commit at each step: LLaDA's low_confidence or random, Dream's top1_prob, margin or neg_entropy."})
-    schedule: Literal[SCHEDULES] | None = field(default=None, metadata={"help": "Tokens committed per step: 'llada' (even split within each block) or 'dream' (Dream's timestep schedule); null = the model family's reference schedule."})
-    top_k: int | None = field(default=None, metadata={"help": "Keep only the k most likely tokens before choosing and scoring; 0 = off; null = the family's reference value (Dream: 50)."})
-    top_p: float | None = field(default=None, metadata={"help": "Nucleus filtering before choosing and scoring; null or 1.0 = off."})
-    cfg_scale: float = field(default=0.0, metadata={"help": "Classifier-free guidance scale (unconditional = prompt masked); 0 disables guidance."})
-    generation_batch_size: int | None = field(default=None, metadata={"help": "Completions sampled per generation call, a multiple of num_generations (as in TRL); null samples one training batch per call."})
+    remasking: Remasking | None = field(default="low_confidence", metadata={"help": f"Confidence that picks which masked positions to commit at each step, one of {REMASKING}; null = the model family's reference."})
 
     def sampler(self) -> SamplerConfig:
         """The rollout engine's settings for this recipe."""
-        return SamplerConfig(max_completion_length=self.max_completion_length, diffusion_steps=self.diffusion_steps,
-                             block_length=self.block_length, temperature=self.temperature, remasking=self.remasking,
-                             schedule=self.schedule, top_k=self.top_k, top_p=self.top_p)
-
-    @property
-    def num_blocks(self) -> int:
-        return self.max_completion_length // self.block_length
+        return SamplerConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(SamplerConfig)})
 
     @property
     def steps_per_block(self) -> int:

@@ -108,10 +108,25 @@ class ModelAdapter:
     # ---- forward ---------------------------------------------------------------------------
     def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Logits [B, T, V] where row i scores the token at position i, for every family."""
-        out = self.model(input_ids, attention_mask=attention_mask)
-        if self.logit_shift:
-            out = torch.cat([out[:, :1], out[:, :-1]], dim=1)
-        return out
+        return self.logits_from_raw(self.model(input_ids, attention_mask=attention_mask))
+
+    def logits_from_raw(self, raw: torch.Tensor) -> torch.Tensor:
+        """Apply the family's logit shift to a full-sequence model output."""
+        return torch.cat([raw[:, :1], raw[:, :-1]], dim=1) if self.logit_shift else raw
+
+    @property
+    def stop_token_ids(self) -> list[int]:
+        """EOS plus the family's end-of-turn token when the tokenizer knows it (LLaDA ``<|eot_id|>``,
+        Dream ``<|im_end|>``): the ids EOS-handling options act on."""
+        ids = [self.eos_id]
+        if self.family.eot_token:
+            try:
+                eot = self.tokenizer.convert_tokens_to_ids(self.family.eot_token)
+            except (ValueError, OSError):  # no tokenizer available: EOS alone
+                eot = None
+            if isinstance(eot, int) and eot not in ids and eot != getattr(self.tokenizer, "unk_token_id", None):
+                ids.append(eot)
+        return ids
 
     # ---- text ------------------------------------------------------------------------------
     @property

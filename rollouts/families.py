@@ -44,6 +44,7 @@ class Family:
     # What the family's published sampler does when the caller does not say: schedule ("llada" or
     # "dream"), confidence ("remasking") and top_k (0 = off).
     sampler_defaults: dict = field(default_factory=dict)
+    eot_token: str | None = None  # end-of-turn token, treated like EOS by EOS-handling sampler options
 
     def build(self, hf_config: dict, source: str = "config.json") -> BidirectionalLM:
         return self.model_class(self.arch(hf_config, source), hf_config)
@@ -70,7 +71,7 @@ register_family(Family(
     name="llada", model_types=("llada",), arch=llada_arch, model_class=LLaDAModel, logit_shift=False,
     lora_target_modules=("q_proj", "k_proj", "v_proj", "attn_out", "ff_proj", "up_proj", "ff_out"),
     chat_template=LLADA_CHAT_TEMPLATE,
-    sampler_defaults={"schedule": "llada", "remasking": "low_confidence", "top_k": 0}))
+    sampler_defaults={"schedule": "llada", "remasking": "low_confidence", "top_k": 0}, eot_token="<|eot_id|>"))
 
 register_family(Family(
     name="dream", model_types=("dream",), arch=dream_arch, model_class=DreamModel, logit_shift=True,
@@ -78,7 +79,7 @@ register_family(Family(
     chat_template=DREAM_CHAT_TEMPLATE,
     # Dream's generation code inherits top_k=50 from transformers' GenerationConfig (before v5), so
     # even its greedy decoding ranks confidences on top-50-renormalised probabilities.
-    sampler_defaults={"schedule": "dream", "remasking": "top1_prob", "top_k": 50}))
+    sampler_defaults={"schedule": "dream", "remasking": "top1_prob", "top_k": 50}, eot_token="<|im_end|>"))
 
 
 def remote_family(hf_config: dict) -> Family:

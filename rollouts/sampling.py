@@ -1,48 +1,39 @@
-"""Greedy and temperature decoding for masked diffusion LMs (the reference samplers, reproduced).
+"""Decoding for masked diffusion LMs — every published sampler in one loop, emitting a Trajectory.
 
 A completion of ``max_completion_length`` masks is appended to each (left-padded) prompt and filled
-block by block, left to right; inside a block each step predicts every masked position and commits
-the most confident ones. Two schedules decide how many per step:
+block by block, left to right (``schedules.plan_blocks``). Each step runs the model
+(``forward.StepForward``: exact, or with a KV cache, with optional guidance), proposes a token for
+every masked position of the block with a confidence, and commits some of them:
 
-- ``llada`` (LLaDA's ``generate.py``): steps split evenly over blocks; within a block the masked
-  tokens are split evenly over its steps, earlier steps taking the remainder.
-- ``dream`` (Dream's ``diffusion_generate``): with t_i = linspace(1, eps, steps + 1), step i commits
-  int(m · (1 − t_{i+1}/t_i)) tokens, m being the mean number of masked positions over the batch;
-  the last step commits all that remain.
+- a fixed number per step from the schedule (LLaDA, Dream, ASS), the most confident first;
+- with ``rcr``, every masked position is filled and the least confident (by running confidence) are
+  re-masked again to follow the schedule (MDPO's RCR; remasking stays inside the current block);
+- with ``threshold``, all positions at least that confident, and at least one (Fast-dLLM);
+- with ``early_commit``, everything still masked once the answer has converged (Prophet).
 
 Confidence (``remasking``): ``low_confidence`` — LLaDA's softmax probability of the chosen token;
-``top1_prob`` / ``margin`` / ``neg_entropy`` — Dream's confidences, on temperature-scaled
-probabilities; ``random`` — LLaDA's random remasking. ``top_k`` / ``top_p`` filter the logits before
-both the choice and the confidence, as Dream's ``sample_tokens`` does. With ``temperature > 0``
-tokens are drawn by Gumbel-max in float64. Settings left as None take the model family's reference
-values (``Family.sampler_defaults``): Dream's published code, for instance, ranks with top_k=50 even
-when greedy. The rollout engine builds on these pieces (trajectory recording, caches and the other
-published samplers come with it).
+``top1_prob`` / ``margin`` / ``neg_entropy`` — Dream's confidences on temperature-scaled, top-k/top-p
+filtered probabilities; ``random`` — LLaDA's random remasking. EOS handling: ``logits_eos_inf`` never
+generates EOS; ``confidence_eos_eot_inf`` commits EOS/EoT predictions last; ``eoser`` scales EOS
+confidence by a factor rising over the steps (CJ-GRPO). The mask token itself is never proposed.
+
+The sampling policy whose log-probabilities are recorded is softmax(filtered logits / T) over all
+tokens but the mask (and EOS under ``logits_eos_inf``); T = 1 when decoding greedily.
 """
 from __future__ import annotations
+
+import time
+from typing import Callable
 
 import torch
 
 from .adapter import ModelAdapter
+from .forward import StepForward
 from .sampler_config import REMASKING, SCHEDULES, SamplerConfig  # noqa: F401  (re-exported)
+from .schedules import eoser_gamma, plan_blocks
+from .trajectory import NOT_COMMITTED, Trajectory
 
-DREAM_EPS = 1e-3
-
-
-def llada_commit_counts(masked: torch.Tensor, steps: int) -> torch.Tensor:
-    """[B] masked counts → [B, steps] tokens to commit per step (even split, remainder first)."""
-    base, rem = masked // steps, masked % steps
-    counts = base.unsqueeze(1).repeat(1, steps)
-    counts += (torch.arange(steps, device=masked.device).unsqueeze(0) < rem.unsqueeze(1)).long()
-    return counts
-
-
-def dream_commit_count(step: int, steps: int, mean_masked: torch.Tensor) -> int:
-    """Dream's number of tokens to commit at ``step`` (same float32 arithmetic as the reference)."""
-    if step == steps - 1:
-        return int(mean_masked)
-    t = torch.linspace(1, DREAM_EPS, steps + 1, device=mean_masked.device)
-    return int(mean_masked * (1 - t[step + 1] / t[step]))
+NEG_INF = float("-inf")
 
 
 def gumbel_argmax(logits: torch.Tensor, temperature: float, generator: torch.Generator | None) -> torch.Tensor:
@@ -69,68 +60,239 @@ def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) 
     return logits
 
 
-def propose(logits: torch.Tensor, cfg: SamplerConfig, mask_id: int,
-            generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Candidate tokens x0 and their confidences for logits [B, N, V] (``cfg`` resolved).
+def policy_logits(logits: torch.Tensor, cfg: SamplerConfig, mask_id: int, eos_id: int) -> torch.Tensor:
+    """The sampling policy's logits (before temperature): filtered, without the mask token (and EOS
+    under ``logits_eos_inf``). ``log_softmax(policy_logits / T)`` is what a rollout records."""
+    logits = filter_logits(logits.float(), cfg.top_k, cfg.top_p).clone()
+    logits[..., mask_id] = NEG_INF
+    if cfg.logits_eos_inf:
+        logits[..., eos_id] = NEG_INF
+    return logits
 
-    The mask token is never chosen (it would leave the position masked), but confidences are read
-    from the unmodified distribution, as the reference samplers do.
-    """
-    logits = filter_logits(logits.float(), cfg.top_k, cfg.top_p)
-    remasking, temperature = cfg.remasking, cfg.temperature
-    choice = logits.clone()
-    choice[..., mask_id] = float("-inf")
-    x0 = gumbel_argmax(choice, temperature, generator)
-    if remasking == "random":
-        return x0, torch.rand(x0.shape, device=x0.device, generator=generator)
-    if remasking == "low_confidence":
-        return x0, torch.softmax(logits, -1).gather(-1, x0.unsqueeze(-1)).squeeze(-1)
-    probs = torch.softmax(logits / temperature if temperature > 0 else logits, -1)
-    if remasking == "top1_prob":
-        return x0, probs.gather(-1, x0.unsqueeze(-1)).squeeze(-1)
-    if remasking == "margin":
+
+def policy_logprobs(policy: torch.Tensor, temperature: float) -> torch.Tensor:
+    return torch.log_softmax(policy / temperature if temperature > 0 else policy, dim=-1)
+
+
+def propose(raw: torch.Tensor, policy: torch.Tensor, x0: torch.Tensor, cfg: SamplerConfig,
+            generator: torch.Generator | None) -> torch.Tensor:
+    """Confidence of each proposed token x0, as the reference samplers compute it: LLaDA's from the
+    unfiltered softmax, Dream's from the temperature-scaled filtered distribution."""
+    if cfg.remasking == "random":
+        return torch.rand(x0.shape, device=x0.device, generator=generator)
+    if cfg.remasking == "low_confidence":
+        return torch.softmax(raw.float(), -1).gather(-1, x0.unsqueeze(-1)).squeeze(-1)
+    filtered = filter_logits(raw.float(), cfg.top_k, cfg.top_p)
+    probs = torch.softmax(filtered / cfg.temperature if cfg.temperature > 0 else filtered, -1)
+    if cfg.remasking == "top1_prob":
+        return probs.gather(-1, x0.unsqueeze(-1)).squeeze(-1)
+    if cfg.remasking == "margin":
         top2 = probs.topk(2, dim=-1).values
-        return x0, top2[..., 0] - top2[..., 1]
-    return x0, (probs * torch.log(probs + 1e-10)).sum(-1)  # neg_entropy
+        return top2[..., 0] - top2[..., 1]
+    return (probs * torch.log(probs + 1e-10)).sum(-1)  # neg_entropy
+
+
+def rank_by_confidence(confidence: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    """Rank [B, N] of each candidate by descending confidence (stable: ties keep position order)."""
+    conf = confidence.masked_fill(~candidates, NEG_INF)
+    order = conf.argsort(dim=-1, descending=True, stable=True)
+    rank = torch.empty_like(order)
+    rank.scatter_(-1, order, torch.arange(order.shape[-1], device=order.device).expand_as(order))
+    return rank
 
 
 def select_most_confident(confidence: torch.Tensor, candidates: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """Boolean [B, N]: the k[b] candidate positions of row b with the highest confidence."""
-    conf = confidence.masked_fill(~candidates, float("-inf"))
-    order = conf.argsort(dim=-1, descending=True, stable=True)
-    rank = torch.empty_like(order)
-    rank.scatter_(-1, order, torch.arange(order.shape[-1], device=order.device).expand_as(order))
-    return (rank < k.unsqueeze(-1)) & candidates
+    return (rank_by_confidence(confidence, candidates) < k.unsqueeze(-1)) & candidates
+
+
+def first_eos_mask(ids: torch.Tensor, eos_id: int) -> torch.Tensor:
+    """Boolean [B, L]: positions up to and including the first EOS (everything if there is none)."""
+    is_eos = ids == eos_id
+    return (is_eos.long().cumsum(1) - is_eos.long()) == 0
+
+
+class _Recorder:
+    """Accumulates the trajectory record while a batch is decoded."""
+
+    def __init__(self, batch: int, length: int, device, cfg: SamplerConfig):
+        self.commit_step = torch.full((batch, length), NOT_COMMITTED, dtype=torch.long, device=device)
+        self.logp = torch.zeros(batch, length, device=device)
+        self.commit_rank = torch.full((batch, length), -1, dtype=torch.long, device=device) if cfg.record_order else None
+        self.events: list[torch.Tensor] = []
+        self.predictions: list[tuple[int, int, torch.Tensor, torch.Tensor]] = []
+        self.finished_at = torch.full((batch,), -1, dtype=torch.long, device=device)
+
+    def commit(self, commit: torch.Tensor, lo: int, step: int, logp: torch.Tensor, rank: torch.Tensor | None = None):
+        """Record the positions ``commit`` [B, n] (completion offset ``lo``) as chosen at ``step``."""
+        hi = lo + commit.shape[1]
+        self.commit_step[:, lo:hi] = torch.where(commit, step, self.commit_step[:, lo:hi])
+        self.logp[:, lo:hi] = torch.where(commit, logp, self.logp[:, lo:hi])
+        if self.commit_rank is not None and rank is not None:
+            self.commit_rank[:, lo:hi] = torch.where(commit, rank, self.commit_rank[:, lo:hi])
+
+    def remask(self, remask: torch.Tensor, lo: int, step: int, tokens: torch.Tensor):
+        """Undo commits (RCR); a token that was visible to some step is kept as an event for replay."""
+        hi = lo + remask.shape[1]
+        rows, pos = remask.nonzero(as_tuple=True)
+        committed = self.commit_step[:, lo:hi][rows, pos]
+        seen = committed < step
+        if seen.any():
+            self.events.append(torch.stack([rows[seen], pos[seen] + lo, tokens[rows, pos][seen], committed[seen],
+                                            torch.full_like(committed[seen], step)], 1))
+        self.commit_step[:, lo:hi] = torch.where(remask, NOT_COMMITTED, self.commit_step[:, lo:hi])
+        self.logp[:, lo:hi] = torch.where(remask, 0.0, self.logp[:, lo:hi])
 
 
 @torch.no_grad()
-def generate(adapter: ModelAdapter, prompt_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-             config: SamplerConfig | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Decode ``config.max_completion_length`` tokens after each prompt; returns [B, P + L] ids."""
+def sample(adapter: ModelAdapter, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor | None = None,
+           config: SamplerConfig | None = None, generator: torch.Generator | None = None, seed: int = 0,
+           on_step: Callable[[int, torch.Tensor], None] | None = None) -> Trajectory:
+    """Decode one batch of left-padded prompts and return its :class:`Trajectory`.
+
+    ``generator`` drives all randomness (default: seeded with ``seed``); ``on_step(step, x)`` sees the
+    model input of every step that runs a forward pass (tests compare it with ``Trajectory.state``).
+    """
     cfg = (config or SamplerConfig()).resolve(adapter.family.sampler_defaults)
+    if cfg.early_commit and cfg.cache == "dual":
+        raise ValueError("early_commit needs predictions for the whole remaining completion; use cache 'none' or 'prefix'")
+    start_time = time.perf_counter()
+    device = prompt_ids.device
     batch, plen = prompt_ids.shape
     length = cfg.max_completion_length
-    block = cfg.block_length or length
-    n_blocks = length // block
-    steps = cfg.diffusion_steps // n_blocks
-    mask_id = adapter.mask_id
+    mask_id, eos_id = adapter.mask_id, adapter.eos_id
+    eos_like = torch.tensor(adapter.stop_token_ids, device=device)
+    if generator is None:
+        generator = torch.Generator(device).manual_seed(seed)
+    if prompt_mask is None:
+        prompt_mask = torch.ones_like(prompt_ids)
     x = torch.cat([prompt_ids, prompt_ids.new_full((batch, length), mask_id)], dim=1)
-    if attention_mask is not None:
-        attention_mask = torch.cat([attention_mask, attention_mask.new_ones((batch, length))], dim=1)
-    for b in range(n_blocks):
-        lo, hi = plen + b * block, plen + (b + 1) * block
-        counts = llada_commit_counts((x[:, lo:hi] == mask_id).sum(1), steps) if cfg.schedule == "llada" else None
-        for s in range(steps):
-            candidates = x[:, lo:hi] == mask_id
-            if counts is not None:
-                k = counts[:, s]
+    attention_mask = torch.cat([prompt_mask, prompt_mask.new_ones((batch, length))], dim=1)
+    forward = StepForward(adapter, x, attention_mask, plen, cfg.cache, cfg.cfg_scale)
+    plan = plan_blocks(cfg)
+    total_steps = sum(len(b.counts) for b in plan)
+    rec = _Recorder(batch, length, device, cfg)
+    completion = x[:, plen:]  # a view: writes go to x
+    step = 0
+
+    for block in plan:
+        if cfg.stop_at_eos and block.lo > 0 and bool(
+                ((completion[:, : block.lo] == eos_id).any(1) | ~(completion == mask_id).any(1)).all()):
+            fill = completion == mask_id  # every row has finished: the rest is EOS, recorded at this step
+            completion.masked_fill_(fill, eos_id)
+            rec.commit(fill, 0, step, torch.zeros_like(rec.logp))
+            break
+        forward.start_block(plen + block.lo, plen + block.hi)
+        n_steps = len(block.counts) if cfg.threshold is None else block.hi - block.lo
+        running_conf = torch.zeros(batch, block.hi - block.lo, device=device)  # RCR's C within the block
+        for i in range(n_steps):
+            cur = completion[:, block.lo: block.hi]
+            candidates = cur == mask_id
+            if not bool(candidates.any()):
+                break
+            k = block.counts[i] if cfg.threshold is None else 1
+            if k == 0 and not cfg.rcr:
+                step += 1  # Dream's schedule can commit nothing early on: no forward pass needed
+                continue
+            if on_step is not None:
+                on_step(step, x.clone())
+            logits = forward(x)  # positions block.lo .. (end of completion, or of the block)
+            raw = logits[:, : block.hi - block.lo]
+            policy = policy_logits(raw, cfg, mask_id, eos_id)
+            x0 = gumbel_argmax(policy, cfg.temperature, generator)
+            conf = propose(raw, policy, x0, cfg, generator)
+            is_eos = torch.isin(x0, eos_like)
+            if cfg.confidence_eos_eot_inf:
+                conf = conf.masked_fill(is_eos, NEG_INF)
+            if cfg.eoser:
+                conf = torch.where(x0 == eos_id, conf * eoser_gamma(step, total_steps, cfg), conf)
+            token_logp = policy_logprobs(policy, cfg.temperature).gather(-1, x0.unsqueeze(-1)).squeeze(-1)
+            if cfg.record_predictions:
+                rec.predictions.append((step, block.lo, torch.where(candidates, x0, cur), conf.masked_fill(~candidates, float("nan"))))
+            rank = rank_by_confidence(conf, candidates)
+
+            if cfg.rcr:
+                commit = candidates  # fill every masked position of the block ...
+                rec.commit(commit, block.lo, step, token_logp, rank)
+                running_conf = torch.where(commit, conf, running_conf)
+                cur.copy_(torch.where(commit, x0, cur))
+                keep_masked = sum(block.counts[i + 1:])
+                if keep_masked:  # ... then re-mask the least confident to follow the schedule
+                    protected = running_conf.masked_fill(running_conf == 0, 1.0)
+                    remask = rank_by_confidence(-protected, torch.ones_like(candidates)) < keep_masked
+                    rec.remask(remask, block.lo, step, cur)
+                    cur.masked_fill_(remask, mask_id)
             else:
-                mean_masked = candidates.sum() / batch
-                k = torch.full((batch,), dream_commit_count(s, steps, mean_masked), device=x.device)
-            if not bool((k > 0).any()):
-                continue  # Dream's schedule may commit nothing on early steps: no forward pass needed
-            logits = adapter.logits(x, attention_mask)[:, lo:hi]
-            x0, confidence = propose(logits, cfg, mask_id, generator)
-            commit = select_most_confident(confidence, candidates, k)
-            x[:, lo:hi] = torch.where(commit, x0, x[:, lo:hi])
-    return x
+                if cfg.threshold is not None:
+                    commit = ((conf >= cfg.threshold) & candidates) | ((rank == 0) & candidates)
+                else:
+                    commit = (rank < k) & candidates
+                rec.commit(commit, block.lo, step, token_logp, rank)
+                cur.copy_(torch.where(commit, x0, cur))
+                if cfg.early_commit:
+                    _prophet(logits, completion, block.lo, cfg, mask_id, eos_id, generator, rec, step)
+            newly_done = ~(completion == mask_id).any(1) & (rec.finished_at < 0)
+            rec.finished_at[newly_done] = step + 1
+            step += 1
+
+    rec.finished_at[rec.finished_at < 0] = step
+    extras = {}
+    if rec.events:
+        extras["remask_events"] = torch.cat(rec.events).to(torch.int32)
+    elif cfg.rcr:
+        extras["remask_events"] = torch.zeros(0, 5, dtype=torch.int32, device=device)
+    if cfg.record_predictions:
+        extras["step_predictions"], extras["step_confidences"], extras["prediction_steps"] = _stack_predictions(
+            rec.predictions, batch, length, device)
+    if rec.commit_rank is not None:
+        extras["commit_rank"] = rec.commit_rank.to(torch.int16)
+    final = completion.clone()
+    return Trajectory(
+        prompt_ids=prompt_ids.clone(), prompt_mask=prompt_mask.clone(), completion_ids=final,
+        completion_mask=first_eos_mask(final, eos_id), commit_step=rec.commit_step.to(torch.int16),
+        rollout_logp=rec.logp, num_steps=rec.finished_at, mask_id=mask_id, pad_id=adapter.pad_id,
+        blocks=[(b.lo, b.hi) for b in plan], sampler=cfg.as_dict(), seed=seed, nfe=forward.nfe,
+        seconds=time.perf_counter() - start_time, extras=extras)
+
+
+def _prophet(logits: torch.Tensor, completion: torch.Tensor, lo: int, cfg: SamplerConfig, mask_id: int,
+             eos_id: int, generator: torch.Generator | None, rec: _Recorder, step: int) -> None:
+    """Prophet's early commit: rows whose mean top-1/top-2 logit gap over their still-masked positions
+    passes the progress-dependent threshold get every remaining mask filled with the current argmax."""
+    region = completion[:, lo: lo + logits.shape[1]]
+    masked = region == mask_id
+    if not bool(masked.any()):
+        return
+    top2 = logits.topk(2, dim=-1).values
+    gap = ((top2[..., 0] - top2[..., 1]) * masked).sum(1) / masked.sum(1).clamp(min=1)
+    progress = 1 - (completion == mask_id).float().mean(1)
+    g = cfg.early_commit_gaps
+    threshold = torch.where(progress < 1 / 3, g[0], torch.where(progress < 2 / 3, g[1], g[2]))
+    fire = (gap >= threshold) & masked.any(1)
+    if not bool(fire.any()):
+        return
+    policy = policy_logits(logits, cfg, mask_id, eos_id)
+    x0 = policy.argmax(-1)
+    commit = masked & fire.unsqueeze(1)
+    logp = policy_logprobs(policy, cfg.temperature).gather(-1, x0.unsqueeze(-1)).squeeze(-1)
+    rec.commit(commit, lo, step, logp)
+    region.copy_(torch.where(commit, x0, region))
+
+
+def _stack_predictions(preds, batch: int, length: int, device):
+    """Per-step full predictions [B, S, L] (−1 where not predicted), confidences (NaN there), and the
+    global step index of each recorded slice [S]."""
+    tokens = torch.full((batch, len(preds), length), -1, dtype=torch.long, device=device)
+    confs = torch.full((batch, len(preds), length), float("nan"), device=device)
+    for j, (_, lo, x0, conf) in enumerate(preds):
+        tokens[:, j, lo: lo + x0.shape[1]] = x0
+        confs[:, j, lo: lo + x0.shape[1]] = conf
+    steps = torch.tensor([p[0] for p in preds], dtype=torch.long, device=device)
+    return tokens.to(torch.int32), confs, steps
+
+
+def generate(adapter: ModelAdapter, prompt_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+             config: SamplerConfig | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Decode and return the ids [B, P + L] (prompt then completion); see :func:`sample` for the record."""
+    traj = sample(adapter, prompt_ids, attention_mask, config, generator)
+    return torch.cat([prompt_ids, traj.completion_ids], dim=1)

@@ -16,8 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .layers import (apply_rotary, bidirectional_attention, key_padding_mask, merge_heads,
-                     position_ids_from_mask, rotary_cos_sin, split_heads)
+from .cache import KVCache
+from .layers import (apply_rotary, bidirectional_attention, merge_heads, position_ids_from_mask, rotary_cos_sin,
+                     split_heads)
 
 
 class ModelConfigError(ValueError):
@@ -56,14 +57,30 @@ class ArchConfig:
                                    f"{self.n_kv_heads} key/value heads")
 
 
-def self_attention(h: torch.Tensor, q_proj: nn.Linear, k_proj: nn.Linear, v_proj: nn.Linear,
-                   arch: ArchConfig, cos: torch.Tensor, sin: torch.Tensor,
-                   mask: torch.Tensor | None) -> torch.Tensor:
+@dataclass
+class AttentionContext:
+    """What every layer's attention needs besides its input: RoPE tables, the key mask, and optionally
+    cached context keys/values to attend to (``past``) and a list collecting this pass's keys/values."""
+
+    cos: torch.Tensor
+    sin: torch.Tensor
+    mask: torch.Tensor | None  # [B, 1, 1, T_keys] bool, None = attend everywhere
+    past: KVCache | None = None
+    collect: list | None = None
+
+
+def self_attention(h: torch.Tensor, q_proj: nn.Linear, k_proj: nn.Linear, v_proj: nn.Linear, arch: ArchConfig,
+                   ctx: AttentionContext, layer: int) -> torch.Tensor:
     """Bidirectional multi-head (or grouped-query) attention with RoPE; returns [B, T, hidden]."""
-    q = apply_rotary(split_heads(q_proj(h), arch.n_heads), cos, sin, arch.rope_full_precision)
-    k = apply_rotary(split_heads(k_proj(h), arch.n_kv_heads), cos, sin, arch.rope_full_precision)
+    q = apply_rotary(split_heads(q_proj(h), arch.n_heads), ctx.cos, ctx.sin, arch.rope_full_precision)
+    k = apply_rotary(split_heads(k_proj(h), arch.n_kv_heads), ctx.cos, ctx.sin, arch.rope_full_precision)
     v = split_heads(v_proj(h), arch.n_kv_heads)
-    return merge_heads(bidirectional_attention(q, k, v, mask))
+    if ctx.collect is not None:
+        ctx.collect.append((k, v))
+    if ctx.past is not None:
+        k = torch.cat([ctx.past.keys[layer], k], dim=2)
+        v = torch.cat([ctx.past.values[layer], v], dim=2)
+    return merge_heads(bidirectional_attention(q, k, v, ctx.mask))
 
 
 def swiglu(h: torch.Tensor, gate: nn.Linear, up: nn.Linear, down: nn.Linear) -> torch.Tensor:
@@ -86,22 +103,37 @@ class BidirectionalLM(nn.Module):
         raise NotImplementedError
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                position_ids: torch.Tensor | None = None) -> torch.Tensor:
+                position_ids: torch.Tensor | None = None, past: KVCache | None = None,
+                return_kv: bool = False) -> torch.Tensor | tuple[torch.Tensor, KVCache]:
+        """Logits [B, T, V] for ``input_ids``.
+
+        With ``past``, the tokens attend to the cached context as well as to each other; pass their
+        ``position_ids`` (they no longer start at 0). With ``return_kv``, also return a cache of this
+        pass's keys/values (masked like ``attention_mask``), to be sliced into prefix/suffix caches.
+        """
         embed, blocks, norm, head = self.parts()
         b, t = input_ids.shape
         if position_ids is None:
+            if past is not None:
+                raise ValueError("a forward pass over cached context needs the active tokens' position_ids")
             position_ids = position_ids_from_mask(attention_mask, b, t, input_ids.device)
         cos, sin = rotary_cos_sin(position_ids, self.arch.head_dim, self.arch.rope_theta)
-        mask = key_padding_mask(attention_mask)
+        active = (torch.ones(b, t, dtype=torch.bool, device=input_ids.device) if attention_mask is None
+                  else attention_mask.bool())
+        keys = active if past is None else torch.cat([past.mask, active], dim=1)
+        ctx = AttentionContext(cos, sin, None if bool(keys.all()) else keys[:, None, None, :], past,
+                               [] if return_kv else None)
         x = embed(input_ids)
-        for block in blocks:
+        for i, block in enumerate(blocks):
             if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
-                x = checkpoint(block, x, cos, sin, mask, use_reentrant=False)
+                x = checkpoint(block, x, ctx, i, use_reentrant=False)
             else:
-                x = block(x, cos, sin, mask)
+                x = block(x, ctx, i)
         logits = F.linear(norm(x), head)
         if self.arch.scale_logits:
             logits = logits * (1.0 / math.sqrt(self.arch.hidden_size))
+        if return_kv:
+            return logits, KVCache([k for k, _ in ctx.collect], [v for _, v in ctx.collect], active)
         return logits
 
     def num_parameters(self) -> int:

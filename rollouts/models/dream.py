@@ -63,10 +63,10 @@ class DreamLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(a.hidden_size, a.norm_eps)
         self.mlp = DreamMLP(a)
 
-    def forward(self, x, cos, sin, mask):
+    def forward(self, x, ctx, layer):
         at = self.self_attn
         h = self.input_layernorm(x)
-        x = x + at.o_proj(self_attention(h, at.q_proj, at.k_proj, at.v_proj, self.arch, cos, sin, mask))
+        x = x + at.o_proj(self_attention(h, at.q_proj, at.k_proj, at.v_proj, self.arch, ctx, layer))
         m = self.mlp
         return x + swiglu(self.post_attention_layernorm(x), m.gate_proj, m.up_proj, m.down_proj)
 

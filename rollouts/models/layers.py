@@ -60,13 +60,6 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, full_pre
     return x * cos + _rotate_half(x) * sin
 
 
-def key_padding_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
-    """Boolean SDPA mask [B, 1, 1, T] (True = attend), or None when nothing is padded."""
-    if attention_mask is None or bool(attention_mask.all()):
-        return None
-    return attention_mask.bool()[:, None, None, :]
-
-
 def bidirectional_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                             mask: torch.Tensor | None) -> torch.Tensor:
     """Full (non-causal) attention over [B, H, T, D] tensors; grouped k/v heads are repeated."""

@@ -56,9 +56,9 @@ class LLaDABlock(nn.Module):
         self.up_proj = nn.Linear(a.hidden_size, a.mlp_hidden_size, bias=a.mlp_bias)
         self.ff_out = nn.Linear(a.mlp_hidden_size, a.hidden_size, bias=a.mlp_bias)
 
-    def forward(self, x, cos, sin, mask):
+    def forward(self, x, ctx, layer):
         h = self.attn_norm(x)
-        x = x + self.attn_out(self_attention(h, self.q_proj, self.k_proj, self.v_proj, self.arch, cos, sin, mask))
+        x = x + self.attn_out(self_attention(h, self.q_proj, self.k_proj, self.v_proj, self.arch, ctx, layer))
         return x + swiglu(self.ff_norm(x), self.ff_proj, self.up_proj, self.ff_out)
 
 

@@ -86,7 +86,7 @@ def test_unknown_section_suggests():
 
 def test_unknown_key_without_close_match_lists_valid_keys():
     with pytest.raises(ConfigError, match=r"unknown key 'rollout\.zzz'; valid keys of rollout: "
-                                          r"num_generations, max_completion_length, block_length"):
+                                          r"max_completion_length, diffusion_steps, block_length"):
         recipe_from_dict({"rollout": {"zzz": 1}})
     with pytest.raises(ConfigError, match=r"valid top-level keys: model, data, rollout"):
         recipe_from_dict({"qqqqqq": 1})
@@ -100,9 +100,9 @@ def test_unknown_key_inside_list_element():
 # ----------------------------------------------------------------------------- types
 
 @pytest.mark.parametrize("section, key, value, message", [
-    ("rollout", "block_length", "abc", r"rollout\.block_length: expected int, got str 'abc'"),
-    ("rollout", "block_length", True, r"rollout\.block_length: expected int, got bool True"),
-    ("rollout", "block_length", 1.5, r"rollout\.block_length: expected int, got float 1\.5"),
+    ("rollout", "block_length", "abc", r"rollout\.block_length: expected int or null, got str 'abc'"),
+    ("rollout", "block_length", True, r"rollout\.block_length: expected int or null, got bool True"),
+    ("rollout", "block_length", 1.5, r"rollout\.block_length: expected int or null, got float 1\.5"),
     ("model", "use_peft", 1, r"model\.use_peft: expected bool, got int 1"),
     ("model", "name_or_path", 7, r"model\.name_or_path: expected str, got int 7"),
     ("rollout", "temperature", False, r"rollout\.temperature: expected float, got bool False"),
@@ -214,7 +214,7 @@ def test_override_unknown_key():
 
 
 def test_override_wrong_type_names_override():
-    with pytest.raises(ConfigError, match=r"rollout\.block_length: expected int, got str 'abc' "
+    with pytest.raises(ConfigError, match=r"rollout\.block_length: expected int or null, got str 'abc' "
                                           r"\(from override 'rollout\.block_length=abc'\)"):
         recipe_from_dict({}, ["rollout.block_length=abc"])
 
@@ -240,7 +240,7 @@ def test_yaml_round_trip(tmp_path):
                                 "data.system_prompt='yes: no # not a comment'"])
     text = to_yaml(cfg)
     assert list(yaml.safe_load(text)) == ["model", "data", "rollout", "algorithm", "training", "logging"]
-    assert list(yaml.safe_load(text)["rollout"])[:3] == ["num_generations", "max_completion_length", "block_length"]
+    assert list(yaml.safe_load(text)["rollout"])[:3] == ["max_completion_length", "diffusion_steps", "block_length"]
     assert recipe_from_dict(yaml.safe_load(text)) == cfg
     assert to_dict(cfg)["algorithm"]["rewards"][0] == {"name": "gsm8k_correct", "weight": 2.0}
     out = tmp_path / "sub" / "resolved.yaml"

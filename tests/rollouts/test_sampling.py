@@ -5,8 +5,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rollouts.adapter import left_pad
-from rollouts.sampling import (REMASKING, SamplerConfig, dream_commit_count, filter_logits, generate,
-                               gumbel_argmax, llada_commit_counts)
+from rollouts.sampling import REMASKING, SamplerConfig, filter_logits, generate, gumbel_argmax
+from rollouts.schedules import dream_commit_count, llada_commit_counts
 from rollouts.tiny import make_tiny
 
 MODELS = {"llada": make_tiny("llada", seed=11), "dream": make_tiny("dream", seed=12)}
