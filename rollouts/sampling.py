@@ -93,9 +93,10 @@ def propose(raw: torch.Tensor, policy: torch.Tensor, x0: torch.Tensor, cfg: Samp
 
 
 def rank_by_confidence(confidence: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-    """Rank [B, N] of each candidate by descending confidence (stable: ties keep position order)."""
-    conf = confidence.masked_fill(~candidates, NEG_INF)
-    order = conf.argsort(dim=-1, descending=True, stable=True)
+    """Rank [B, N] of each candidate by descending confidence (stable: ties keep position order);
+    candidates rank before non-candidates even when their confidence is -inf."""
+    order = confidence.masked_fill(~candidates, NEG_INF).argsort(dim=-1, descending=True, stable=True)
+    order = order.gather(-1, (~candidates.gather(-1, order)).long().argsort(dim=-1, stable=True))
     rank = torch.empty_like(order)
     rank.scatter_(-1, order, torch.arange(order.shape[-1], device=order.device).expand_as(order))
     return rank
@@ -281,13 +282,13 @@ def _prophet(logits: torch.Tensor, completion: torch.Tensor, lo: int, cfg: Sampl
 
 def _stack_predictions(preds, batch: int, length: int, device):
     """Per-step full predictions [B, S, L] (−1 where not predicted), confidences (NaN there), and the
-    global step index of each recorded slice [S]."""
+    global step index of each recorded slice [B, S]."""
     tokens = torch.full((batch, len(preds), length), -1, dtype=torch.long, device=device)
     confs = torch.full((batch, len(preds), length), float("nan"), device=device)
     for j, (_, lo, x0, conf) in enumerate(preds):
         tokens[:, j, lo: lo + x0.shape[1]] = x0
         confs[:, j, lo: lo + x0.shape[1]] = conf
-    steps = torch.tensor([p[0] for p in preds], dtype=torch.long, device=device)
+    steps = torch.tensor([p[0] for p in preds], dtype=torch.long, device=device).expand(batch, -1).contiguous()
     return tokens.to(torch.int32), confs, steps
 
 

@@ -107,12 +107,18 @@ class Trajectory:
 
         extras = {}
         for key in first.extras:
-            if key == "remask_events":  # rows are renumbered batch after batch
+            if key == "remask_events":  # [E, 5] (row, pos, token, commit, remask): rows renumbered
                 offsets = torch.tensor([0] + [p.batch_size for p in parts[:-1]]).cumsum(0)
                 extras[key] = torch.cat([p.extras[key] + torch.tensor([int(o), 0, 0, 0, 0], dtype=p.extras[key].dtype)
                                          for p, o in zip(parts, offsets)])
-            else:
-                extras[key] = torch.cat([p.extras[key] for p in parts])
+            else:  # per-row; per-step extras [B, S, ...] are padded to the longest S
+                values = [p.extras[key] for p in parts]
+                if values[0].dim() >= 2 and len({v.shape[1] for v in values}) > 1:
+                    longest = max(v.shape[1] for v in values)
+                    fill = float("nan") if values[0].is_floating_point() else -1
+                    values = [torch.cat([v, v.new_full((v.shape[0], longest - v.shape[1], *v.shape[2:]), fill)], 1)
+                              for v in values]
+                extras[key] = torch.cat(values)
         return cls(
             prompt_ids=torch.cat([left(p.prompt_ids, first.pad_id) for p in parts]),
             prompt_mask=torch.cat([left(p.prompt_mask, 0) for p in parts]),
