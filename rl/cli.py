@@ -1,8 +1,8 @@
 """The ``unmask`` command: one entry point, one subcommand per job.
 
-``unmask generate`` and ``unmask demo`` decode with a model (``rollouts.cli``); ``unmask train RECIPE``
-validates a recipe (``--print-config`` shows it resolved); ``eval`` and ``bench`` are announced and
-say plainly that they are not built yet.
+``unmask generate`` and ``unmask demo`` decode with a model (``rollouts.cli``); ``unmask bench rollout``
+measures the decoding modes; ``unmask train RECIPE`` validates a recipe (``--print-config`` shows it
+resolved); ``eval`` is announced and says plainly that it is not built yet.
 """
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import sys
 
 NOT_BUILT = {
     "eval": "benchmark evaluation (GSM8K, MATH-500, HumanEval) is not built yet: it arrives with the evaluation harness",
-    "bench": "benchmarks are not built yet: `unmask bench rollout` arrives with the rollout engine",
 }
 
 
@@ -34,11 +33,40 @@ def run_train(args: argparse.Namespace) -> int:
     return 2
 
 
+def add_bench_parser(sub) -> None:
+    p = sub.add_parser("bench", help="benchmarks that write JSON (rollout: decoding modes' speed and NFE)")
+    p.add_argument("which", choices=["rollout"], help="what to benchmark")
+    p.add_argument("--out", default="out/bench/rollout.json", help="JSON report path")
+    p.add_argument("--trained", default=None, help="also measure this trained checkpoint (a confident model)")
+    p.add_argument("--train-minutes", type=float, default=None,
+                   help="first SFT-train the benchmark model on the synthetic task for this long, then measure it")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test of the benchmark itself)")
+    p.set_defaults(func=run_bench)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rollouts.bench import BenchSetting, format_table, run_rollout_bench
+    setting = BenchSetting.quick() if args.quick else BenchSetting()
+    trained = args.trained
+    if args.train_minutes:
+        from .sft import train_demo_model
+        trained = str(train_demo_model(Path(args.out).parent / "bench-model", size="bench",
+                                       minutes=args.train_minutes))
+    report = run_rollout_bench(Path(args.out), trained=trained, setting=setting, threads=args.threads)
+    print(format_table(report))
+    print(f"written to {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from rollouts.cli import add_demo_parser, add_generate_parser
     parser = argparse.ArgumentParser(prog="unmask", description="RL post-training for masked diffusion LMs.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_train_parser(sub)
+    add_bench_parser(sub)
     for name, message in NOT_BUILT.items():
         p = sub.add_parser(name, help=f"(not built yet) {message.split(':')[0]}", add_help=True)
         p.add_argument("rest", nargs=argparse.REMAINDER)

@@ -7,32 +7,44 @@ models, saves them as real checkpoints, loads them back and decodes — no downl
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
+import typing
 from pathlib import Path
 
 import torch
 
 from .adapter import load_model
-from .sampling import REMASKING, SCHEDULES, SamplerConfig, generate
+from .sampler_config import SamplerConfig
+from .sampling import generate, sample
+
+
+CLI_DEFAULTS = {"max_completion_length": 64, "diffusion_steps": 64}  # small enough for a CPU try-out
 
 
 def add_sampler_arguments(p: argparse.ArgumentParser) -> None:
+    """One flag per SamplerConfig field (``--block-length``, ``--cache``, ``--rcr`` ...), help from its metadata."""
     g = p.add_argument_group("sampler (unset options take the model family's reference values)")
-    g.add_argument("--max-completion-length", type=int, default=64, help="tokens to generate (default 64)")
-    g.add_argument("--diffusion-steps", type=int, default=64, help="denoising steps in total (default 64)")
-    g.add_argument("--block-length", type=int, default=None, help="semi-autoregressive block size (default: one block)")
-    g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
-    g.add_argument("--remasking", choices=REMASKING, default=None, help="confidence used to pick what to commit")
-    g.add_argument("--schedule", choices=SCHEDULES, default=None, help="tokens committed per step")
-    g.add_argument("--top-k", type=int, default=None, help="keep the k most likely tokens (0 = off)")
-    g.add_argument("--top-p", type=float, default=None, help="nucleus filtering (1 = off)")
-    g.add_argument("--seed", type=int, default=0, help="seed for sampling (temperature > 0 or random remasking)")
+    hints = typing.get_type_hints(SamplerConfig)
+    for f in dataclasses.fields(SamplerConfig):
+        flag, tp = "--" + f.name.replace("_", "-"), hints[f.name]
+        args = typing.get_args(tp)
+        literal = next((typing.get_args(a) for a in (tp, *args) if typing.get_origin(a) is typing.Literal), None)
+        default = CLI_DEFAULTS.get(f.name, f.default if f.default is not dataclasses.MISSING else f.default_factory())
+        if tp is bool:
+            g.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=f.metadata["help"])
+        elif literal:
+            g.add_argument(flag, choices=literal, default=default, help=f.metadata["help"])
+        elif typing.get_origin(tp) is list:
+            g.add_argument(flag, type=float, nargs="+", default=default, help=f.metadata["help"])
+        else:
+            base = next(a for a in (tp, *args) if a in (int, float, str))
+            g.add_argument(flag, type=base, default=default, help=f.metadata["help"])
+    p.add_argument("--seed", type=int, default=0, help="seed for sampling (temperature > 0 or random remasking)")
 
 
 def sampler_config(args: argparse.Namespace) -> SamplerConfig:
-    return SamplerConfig(max_completion_length=args.max_completion_length, diffusion_steps=args.diffusion_steps,
-                         block_length=args.block_length, temperature=args.temperature, remasking=args.remasking,
-                         schedule=args.schedule, top_k=args.top_k, top_p=args.top_p)
+    return SamplerConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(SamplerConfig)})
 
 
 def add_generate_parser(sub) -> None:
@@ -71,17 +83,14 @@ def run_generate(args: argparse.Namespace) -> int:
         ids, mask = left_pad([_parse_ids(t) for t in args.prompt_ids], adapter.pad_id, adapter.device)
     else:
         ids, mask = adapter.encode(args.prompt, system_prompt=args.system_prompt, chat=not args.no_chat)
-    cfg = sampler_config(args)
     gen = torch.Generator(adapter.device).manual_seed(args.seed)
-    start = time.perf_counter()
-    out = generate(adapter, ids, mask, cfg, generator=gen)
-    seconds = time.perf_counter() - start
-    completions = out[:, ids.shape[1]:]
-    for i, row in enumerate(completions):
+    traj = sample(adapter, ids, mask, sampler_config(args), generator=gen, seed=args.seed)
+    for i, row in enumerate(traj.completion_ids):
         text = adapter.decode_completion(row) if not args.prompt_ids else " ".join(map(str, row.tolist()))
         print(f"[{i}] {text}")
-    tokens = completions.numel()
-    print(f"# {adapter.family.name}: {tokens} tokens in {seconds:.2f} s ({tokens / seconds:.0f} tokens/s)")
+    tokens = traj.completion_ids.numel()
+    print(f"# {adapter.family.name}: {tokens} tokens, {traj.nfe} forward passes, {traj.seconds:.2f} s "
+          f"({tokens / traj.seconds:.0f} tokens/s)")
     return 0
 
 

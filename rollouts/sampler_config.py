@@ -38,7 +38,7 @@ class SamplerConfig:
     top_p: float | None = field(default=None, metadata={"help": "Nucleus filtering (None or 1 = off)."})
     cfg_scale: float = field(default=0.0, metadata={"help": "Classifier-free guidance: un + (s+1)(cond - un), prompt masked for un."})
     logits_eos_inf: bool = field(default=False, metadata={"help": "Never generate EOS (LLaDA's logits_eos_inf)."})
-    confidence_eos_eot_inf: bool = field(default=False, metadata={"help": "EOS and EoT predictions get zero confidence, so they are committed last (what LLaDA's flag of this name intends; its code only removes EoT)."})
+    confidence_eos_eot_inf: bool = field(default=False, metadata={"help": "EOS and EoT predictions get -inf confidence, so they are committed last (what LLaDA's flag of this name intends; its code only removes EoT)."})
     eoser: bool = field(default=False, metadata={"help": "EOS early rejection (CJ-GRPO): EOS confidence scaled by a factor rising over the steps."})
     eoser_gamma_min: float = field(default=0.4, metadata={"help": "EOSER factor at the first step (CJ-GRPO: 0.4; 0.01 with ASS)."})
     eoser_gamma_max: float = field(default=1.0, metadata={"help": "EOSER factor at the last step."})
