@@ -91,7 +91,7 @@ def plain_loop(adapter: ModelAdapter, prompt: torch.Tensor, s: BenchSetting) -> 
 def recording_off():
     """Switch off the trajectory bookkeeping (for measuring its cost only)."""
     with mock.patch.object(sampling._Recorder, "commit", lambda *a, **k: None), \
-            mock.patch.object(sampling, "policy_logprobs", lambda policy, t: policy):
+            mock.patch.object(sampling, "committed_logp", lambda policy, x0, commit, t: None):
         yield
 
 

@@ -74,6 +74,16 @@ def policy_logprobs(policy: torch.Tensor, temperature: float) -> torch.Tensor:
     return torch.log_softmax(policy / temperature if temperature > 0 else policy, dim=-1)
 
 
+def committed_logp(policy: torch.Tensor, x0: torch.Tensor, commit: torch.Tensor, temperature: float) -> torch.Tensor:
+    """log p(x0) under the policy at the committed positions only (zeros elsewhere): the record's
+    rollout log-probs, without normalising the rows that are not committed."""
+    out = torch.zeros(commit.shape, device=policy.device)
+    if bool(commit.any()):
+        logp = policy_logprobs(policy[commit], temperature)
+        out[commit] = logp.gather(-1, x0[commit].unsqueeze(-1)).squeeze(-1)
+    return out
+
+
 def propose(raw: torch.Tensor, policy: torch.Tensor, x0: torch.Tensor, cfg: SamplerConfig,
             generator: torch.Generator | None) -> torch.Tensor:
     """Confidence of each proposed token x0, as the reference samplers compute it: LLaDA's from the
@@ -207,14 +217,13 @@ def sample(adapter: ModelAdapter, prompt_ids: torch.Tensor, prompt_mask: torch.T
                 conf = conf.masked_fill(is_eos, NEG_INF)
             if cfg.eoser:
                 conf = torch.where(x0 == eos_id, conf * eoser_gamma(step, total_steps, cfg), conf)
-            token_logp = policy_logprobs(policy, cfg.temperature).gather(-1, x0.unsqueeze(-1)).squeeze(-1)
             if cfg.record_predictions:
                 rec.predictions.append((step, block.lo, torch.where(candidates, x0, cur), conf.masked_fill(~candidates, float("nan"))))
             rank = rank_by_confidence(conf, candidates)
 
             if cfg.rcr:
                 commit = candidates  # fill every masked position of the block ...
-                rec.commit(commit, block.lo, step, token_logp, rank)
+                rec.commit(commit, block.lo, step, committed_logp(policy, x0, commit, cfg.temperature), rank)
                 running_conf = torch.where(commit, conf, running_conf)
                 cur.copy_(torch.where(commit, x0, cur))
                 keep_masked = sum(block.counts[i + 1:])
@@ -228,7 +237,7 @@ def sample(adapter: ModelAdapter, prompt_ids: torch.Tensor, prompt_mask: torch.T
                     commit = ((conf >= cfg.threshold) & candidates) | ((rank == 0) & candidates)
                 else:
                     commit = (rank < k) & candidates
-                rec.commit(commit, block.lo, step, token_logp, rank)
+                rec.commit(commit, block.lo, step, committed_logp(policy, x0, commit, cfg.temperature), rank)
                 cur.copy_(torch.where(commit, x0, cur))
                 if cfg.early_commit:
                     _prophet(logits, completion, block.lo, cfg, mask_id, eos_id, generator, rec, step)
@@ -275,8 +284,7 @@ def _prophet(logits: torch.Tensor, completion: torch.Tensor, lo: int, cfg: Sampl
     policy = policy_logits(logits, cfg, mask_id, eos_id)
     x0 = policy.argmax(-1)
     commit = masked & fire.unsqueeze(1)
-    logp = policy_logprobs(policy, cfg.temperature).gather(-1, x0.unsqueeze(-1)).squeeze(-1)
-    rec.commit(commit, lo, step, logp)
+    rec.commit(commit, lo, step, committed_logp(policy, x0, commit, cfg.temperature))
     region.copy_(torch.where(commit, x0, region))
 
 
