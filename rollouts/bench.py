@@ -128,10 +128,11 @@ def bench_model(adapter: ModelAdapter, label: str, s: BenchSetting, seed: int = 
         r["agreement_with_exact"] = round(float((r.pop("completion") == exact_tokens).float().mean()), 4)
         r["speedup_vs_plain"] = round(r["tokens_per_second"] / plain["tokens_per_second"], 2)
     with recording_off():
-        _, quiet = _time(lambda: sample(adapter, prompt, config=base), s.repeats)
+        quiet_traj, quiet = _time(lambda: sample(adapter, prompt, config=base), s.repeats)
     exact = next(r for r in rows if r["mode"] == "exact")
     rows.append({"model": label, "mode": "exact, recording off", "nfe": s.steps, "seconds": round(quiet, 3),
                  "tokens_per_second": round(tokens / quiet, 1),
+                 "agreement_with_exact": round(float((quiet_traj.completion_ids == exact_tokens).float().mean()), 4),
                  "recording_overhead": round((exact["seconds"] - quiet) / exact["seconds"], 4)})
     return rows
 
