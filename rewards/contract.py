@@ -52,23 +52,34 @@ def completion_texts(completions: Sequence[Any] | None) -> list[str]:
 
 
 def column(columns: dict, n: int, *names: str) -> list:
-    """The first of ``names`` present in ``columns`` as an aligned list of length ``n``, else ``[None]*n``.
+    """The first of ``names`` present in ``columns`` as a list aligned with ``n`` completions, else ``[None]*n``.
 
-    A scalar (not a list) is broadcast, so a single gold answer can be passed for a whole batch.
+    A list/tuple of length ``n`` is a per-completion column; any other value (a scalar, or a list of
+    another length such as one problem's asserts) is broadcast to every completion.
     """
     for name in names:
-        if name in columns and columns[name] is not None:
-            value = columns[name]
-            if isinstance(value, (list, tuple)):
-                values = list(value)[:n]
-                return values + [None] * (n - len(values))
-            return [value] * n
+        if columns.get(name) is not None:
+            return _aligned(columns[name], n)
     return [None] * n
 
 
-def row_columns(columns: dict, n: int, i: int) -> dict:
-    """The ``i``-th row of every list column of length ``n`` (other keyword arguments are dropped)."""
-    return {k: v[i] for k, v in columns.items() if isinstance(v, (list, tuple)) and len(v) == n}
+def _aligned(value: Any, n: int) -> list:
+    """``value`` itself when it is a list/tuple of length ``n``, else ``[value] * n``."""
+    return list(value) if isinstance(value, (list, tuple)) and len(value) == n else [value] * n
+
+
+def rows(columns: dict, n: int) -> list[dict]:
+    """The keyword arguments as ``n`` per-completion dicts (see :func:`column` for broadcasting)."""
+    aligned = {k: _aligned(v, n) for k, v in columns.items()}
+    return [{k: values[i] for k, values in aligned.items()} for i in range(n)]
+
+
+def first_present(row: dict, *names: str):
+    """The value of the first of ``names`` in ``row`` that is not None, else None."""
+    for name in names:
+        if row.get(name) is not None:
+            return row[name]
+    return None
 
 
 def per_item(score: Callable[[str, dict], float | None]) -> RewardFn:
@@ -81,12 +92,10 @@ def per_item(score: Callable[[str, dict], float | None]) -> RewardFn:
     @functools.wraps(score)
     def reward(prompts=None, completions=None, **columns) -> list[float | None]:
         texts = completion_texts(completions)
-        n = len(texts)
-        prompt_list = column({"prompts": prompts}, n, "prompts")
+        prompt_list = column({"prompts": prompts}, len(texts), "prompts")
         out: list[float | None] = []
-        for i, text in enumerate(texts):
+        for i, (text, row) in enumerate(zip(texts, rows(columns, len(texts)))):
             try:
-                row = row_columns(columns, n, i)
                 row.setdefault("prompt", prompt_list[i])
                 value = score(text, row)
                 out.append(None if value is None else float(value))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from rewards.contract import per_item
+from rewards.contract import first_present, per_item
 from rewards.extract import hash_answer, last_boxed, parse_number, tag_content, the_answer_is
 from rewards.registry import register_reward
 
@@ -43,4 +43,4 @@ def gsm8k_score(text: str, gold: str | None) -> float | None:
 @per_item
 def gsm8k_correct(text: str, row: dict) -> float | None:
     """GSM8K correctness against the ``answer`` column (1.0/0.0; None when the gold is unparseable)."""
-    return gsm8k_score(text, row.get("answer", row.get("solution")))
+    return gsm8k_score(text, first_present(row, "answer", "solution"))

@@ -4,7 +4,7 @@ math-verify's own timeouts use ``signal.alarm`` (main thread only), so here ``pa
 called with their timeouts disabled and the time limit is enforced by us:
 
 * :func:`math_verdict` grades one pair in the current process (no time limit; use it in workers);
-* :class:`MathVerifyPool` grades batches in worker processes (forkserver/spawn). Each item gets a soft
+* :class:`MathVerifyPool` grades batches in worker processes (fresh interpreters). Each item gets a soft
   limit (``SIGALRM`` inside the worker's main thread) and a hard one: a worker that overruns it (e.g.
   stuck in C code) is killed and replaced, and its item is reported as ``"timeout"``. A hung item
   therefore never hangs the batch.
@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import atexit
 import logging
-import multiprocessing as mp
 import os
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from multiprocessing.connection import Connection, wait
 from typing import Iterable, Literal
+
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 Verdict = Literal["equal", "different", "bad_gold", "timeout", "error"]
 
@@ -62,8 +66,8 @@ def math_equal(gold: str, pred: str) -> bool:
     return math_verdict(gold, pred) == "equal"
 
 
-class _SoftTimeout(Exception):
-    """Raised by the worker's SIGALRM handler."""
+class _SoftTimeout(BaseException):
+    """Raised by the worker's SIGALRM handler (a BaseException, so no ``except Exception`` swallows it)."""
 
 
 def _alarm(signum, frame):  # noqa: ARG001 - signal handler signature
@@ -99,22 +103,40 @@ def _worker_main(conn: Connection) -> None:
             return
 
 
-class _Worker:
-    """One worker process and the parent's end of its pipe."""
+def _worker_entry(fd: int) -> None:
+    """Entry point of a worker process: serve jobs over the socket ``fd`` inherited from the parent."""
+    _worker_main(Connection(fd))
 
-    def __init__(self, ctx) -> None:
-        self.conn, child_conn = ctx.Pipe()
-        self.process = ctx.Process(target=_worker_main, args=(child_conn,), daemon=True)
-        self.process.start()
-        child_conn.close()
+
+class _Worker:
+    """One worker process (a fresh ``python -c``) and the parent's end of its socket.
+
+    Plain subprocesses rather than multiprocessing's spawn/forkserver: those re-import the caller's
+    ``__main__``, which breaks scripts without an ``if __name__ == "__main__"`` guard and stdin scripts.
+    """
+
+    def __init__(self) -> None:
+        parent_sock, child_sock = socket.socketpair()
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, env.get("PYTHONPATH")]))
+        code = f"from rewards.math_grader import _worker_entry; _worker_entry({child_sock.fileno()})"
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", code],
+            pass_fds=[child_sock.fileno()],
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,  # a Ctrl-C in the terminal is the parent's to handle
+        )
+        child_sock.close()
+        self.conn = Connection(parent_sock.detach())
         self.job: int | None = None  # index of the item in flight
         self.deadline = 0.0
         self.ready = False  # set when the worker reports it has imported math-verify
 
     def kill(self) -> None:
-        """Kill the process and close the pipe."""
+        """Kill the process and close the socket."""
         self.process.kill()
-        self.process.join(timeout=5)
+        self.process.wait(timeout=5)
         self.conn.close()
 
     def stop(self) -> None:
@@ -123,16 +145,12 @@ class _Worker:
             self.conn.send(None)
         except (BrokenPipeError, OSError):
             pass
-        self.process.join(timeout=1)
-        if self.process.is_alive():
+        try:
+            self.process.wait(timeout=1)
+        except subprocess.TimeoutExpired:
             self.process.kill()
-            self.process.join(timeout=5)
+            self.process.wait(timeout=5)
         self.conn.close()
-
-
-def _default_context() -> str:
-    """``forkserver`` where available (Linux), else ``spawn``; never plain fork of a threaded parent."""
-    return "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
 
 
 class MathVerifyPool:
@@ -141,10 +159,9 @@ class MathVerifyPool:
     Usable from any thread (one batch runs at a time). Workers start lazily and are reused.
     """
 
-    def __init__(self, workers: int | None = None, timeout_s: float = 5.0, start_method: str | None = None) -> None:
+    def __init__(self, workers: int | None = None, timeout_s: float = 5.0) -> None:
         self.n_workers = max(1, workers or min(4, os.cpu_count() or 1))
         self.timeout_s = float(timeout_s)
-        self._ctx = mp.get_context(start_method or _default_context())
         self._workers: list[_Worker] = []
         self._lock = threading.Lock()
         self._startup_failures = 0
@@ -169,7 +186,7 @@ class MathVerifyPool:
     def _run(self, pairs: list[tuple[str, str]], limit: float, results: list) -> None:
         """Dispatch loop of :meth:`verify` (called with the lock held); fills ``results`` in place."""
         while len(self._workers) < min(self.n_workers, len(pairs)):
-            self._workers.append(_Worker(self._ctx))
+            self._workers.append(_Worker())
         pending = list(range(len(pairs)))[::-1]
         self._startup_failures = 0
         while pending or any(w.job is not None for w in self._workers):
@@ -217,10 +234,10 @@ class MathVerifyPool:
             if self._startup_failures >= MAX_STARTUP_FAILURES:
                 self._workers.remove(worker)
                 raise RuntimeError(
-                    "math-verify worker processes die at startup (is math-verify importable, and is the "
-                    f"main module importable by a {self._ctx.get_start_method()} child?)"
+                    "math-verify worker processes die at startup (is math-verify installed for "
+                    f"{sys.executable}?)"
                 )
-        self._workers[self._workers.index(worker)] = _Worker(self._ctx)
+        self._workers[self._workers.index(worker)] = _Worker()
 
     def close(self) -> None:
         """Stop all workers."""
@@ -237,15 +254,19 @@ class MathVerifyPool:
 
 
 _default_pool: MathVerifyPool | None = None
+_default_pool_pid: int | None = None
 _default_pool_lock = threading.Lock()
 
 
 def default_pool() -> MathVerifyPool:
-    """The process-wide pool used by the math rewards (created on first use, closed at exit)."""
-    global _default_pool
+    """The process-wide pool used by the math rewards (created on first use, closed at exit).
+
+    A forked child (e.g. a data-loader worker) gets its own pool instead of sharing the parent's sockets.
+    """
+    global _default_pool, _default_pool_pid
     with _default_pool_lock:
-        if _default_pool is None:
-            _default_pool = MathVerifyPool()
+        if _default_pool is None or _default_pool_pid != os.getpid():
+            _default_pool, _default_pool_pid = MathVerifyPool(), os.getpid()
             atexit.register(_default_pool.close)
         return _default_pool
 

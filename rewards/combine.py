@@ -1,0 +1,42 @@
+"""Weighted combination of several rewards, with TRL's semantics for ``None`` (skipped, like NaN)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable
+
+from rewards.registry import build_rewards
+
+
+@dataclass
+class RewardBreakdown:
+    """Per-reward values and the weighted total for a batch of completions."""
+
+    total: list[float]  #: sum over rewards of weight * value, skipping None (TRL's nansum)
+    per_reward: dict[str, list[float | None]]  #: raw values of each reward, by name
+    weights: dict[str, float]
+
+
+def weighted_rewards(specs: Iterable[str | dict], prompts, completions, **columns) -> RewardBreakdown:
+    """Evaluate recipe reward ``specs`` (see :func:`rewards.registry.build_rewards`) and combine them.
+
+    A reward listed twice under the same name is kept under ``name#2``, ``name#3``, ...
+    """
+    built = build_rewards(specs)
+    n = len(completions)
+    total = [0.0] * n
+    per_reward: dict[str, list[float | None]] = {}
+    weights: dict[str, float] = {}
+    for name, fn, weight in built:
+        key, k = name, 1
+        while key in per_reward:
+            k += 1
+            key = f"{name}#{k}"
+        values = list(fn(prompts, completions, **columns))
+        if len(values) != n:
+            raise ValueError(f"reward {name!r} returned {len(values)} values for {n} completions")
+        per_reward[key], weights[key] = values, weight
+        for i, v in enumerate(values):
+            if v is not None and not math.isnan(v):
+                total[i] += weight * v
+    return RewardBreakdown(total=total, per_reward=per_reward, weights=weights)
