@@ -41,4 +41,6 @@ def make_tiny(family: str = "llada", seed: int = 0, **sizes) -> ModelAdapter:
     init_weights(model, seed)
     model.eval()
     ids = TokenIds.from_config(cfg, f"tiny {family} config")
-    return ModelAdapter(model, FAMILIES[family], ids, tokenizer=byte_tokenizer(ids.mask, ids.eos, ids.bos))
+    # the byte tokenizer needs ids 0-255 for bytes; toy vocabularies (e.g. 5 tokens) go without one
+    tokenizer = byte_tokenizer(ids.mask, ids.eos, ids.bos) if min(ids.mask, ids.eos) >= 256 else None
+    return ModelAdapter(model, FAMILIES[family], ids, tokenizer=tokenizer)
