@@ -50,9 +50,13 @@ def _fix_fracs(s: str) -> str:
     out = parts[0]
     for part in parts[1:]:
         out += "\\frac"
-        if part.startswith("{") or len(part) < 2:
+        if not part:
+            raise ValueError("\\frac without operands")  # Hendrycks indexes part[0] and fails here
+        if part.startswith("{"):
             out += part
             continue
+        if len(part) < 2:  # as in Hendrycks: give up and keep the string as it was
+            return s
         a, b = part[0], part[1]
         if b == "{":
             out += "{" + a + "}" + part[1:]
@@ -62,14 +66,28 @@ def _fix_fracs(s: str) -> str:
 
 
 def _fix_a_slash_b(s: str) -> str:
-    """``3/4`` (two integers only) → ``\\frac{3}{4}``."""
-    m = re.fullmatch(r"(\d+)/(\d+)", s)
-    return f"\\frac{{{m.group(1)}}}{{{m.group(2)}}}" if m else s
+    """``3/4``, ``-1/2`` (two canonically written ints) → ``\\frac{3}{4}``, as Hendrycks' ``int()`` test does."""
+    parts = s.split("/")
+    if len(parts) != 2:
+        return s
+    try:
+        a, b = int(parts[0]), int(parts[1])
+    except ValueError:
+        return s
+    return f"\\frac{{{a}}}{{{b}}}" if s == f"{a}/{b}" else s
 
 
 def _remove_right_units(s: str) -> str:
-    """Drop a trailing ``\\text{ unit}`` (the Hendrycks rule: split on ``\\text{ `` and keep the left)."""
-    return s.split("\\text{ ")[0] if "\\text{ " in s else s
+    """Drop a trailing ``\\text{ unit}`` (the Hendrycks rule: split on ``\\text{ `` and keep the left).
+
+    More than one ``\\text{ `` raises, as Hendrycks' ``assert`` does (``is_equiv`` then compares raw strings).
+    """
+    if "\\text{ " not in s:
+        return s
+    parts = s.split("\\text{ ")
+    if len(parts) != 2:
+        raise ValueError("more than one \\text{ unit}")
+    return parts[0]
 
 
 def _fix_sqrt(s: str) -> str:
@@ -85,7 +103,7 @@ def strip_string(s: str) -> str:
     s = s.replace("^{\\circ}", "").replace("^\\circ", "")
     s = s.replace("\\$", "")
     s = _remove_right_units(s)
-    s = s.replace("\\%", "").replace("%", "")
+    s = s.replace("\\%", "")  # Hendrycks removes only the escaped percent sign, not a bare "%"
     s = s.replace(" .", " 0.").replace("{.", "{0.")
     if not s:
         return s

@@ -10,7 +10,9 @@ session, with:
 * RLIMITs on address space, CPU seconds and file size (which also caps stdout/stderr, written to
   files of which only the first ``max_output_bytes`` are read back), and no core dumps;
 * the reliability guard of :mod:`rewards.sandbox_child`: no fork/exec/subprocess/kill, no sockets,
-  no writes/removals outside the working directory, no ctypes.
+  no writes/removals outside the working directory (``io.FileIO``, sqlite/dbm included), no ctypes, and no
+  reading of the runner's own files (e.g. the result file via ``/proc/self/fd``) or of process memory,
+  so the nonce that marks verdicts stays secret from plain Python code.
 
 What it does NOT give (as nanochat says of its own sandbox): a real security boundary. There is no
 seccomp, namespace or container isolation; files readable by this user stay readable, and a

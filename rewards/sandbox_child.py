@@ -68,6 +68,7 @@ def _guard(workdir: str) -> None:
     import subprocess
 
     workdir = os.path.realpath(workdir)
+    sandbox_root = os.path.dirname(workdir)  # holds the runner's result/stdout/stderr files
     own_proc = f"/proc/{os.getpid()}/"
 
     def denied(*_args, **_kwargs):
@@ -77,9 +78,15 @@ def _guard(workdir: str) -> None:
         if isinstance(path, int):
             return  # an already-open descriptor
         real = os.path.realpath(os.fsdecode(os.fspath(path)))
+        inside = real == workdir or real.startswith(workdir + os.sep)
         if real.startswith("/proc/") and real.split("/")[2].isdigit() and not (real + "/").startswith(own_proc):
             raise PermissionError("other processes' /proc entries are disabled in the sandbox")
-        if writing and not (real == workdir or real.startswith(workdir + os.sep)):
+        if real.startswith("/proc/") and {"mem", "map_files"} & set(real.split("/")):
+            raise PermissionError("process memory is disabled in the sandbox")
+        if real.startswith(sandbox_root + os.sep) and not inside:
+            # e.g. /proc/self/fd/N -> the result file: reading it would reveal the nonce that marks verdicts
+            raise PermissionError("the sandbox runner's files are disabled in the sandbox")
+        if writing and not inside:
             raise PermissionError(f"writing outside the sandbox directory is disabled: {path!r}")
 
     def path_guarded(fn, n_paths: int = 1):
@@ -105,7 +112,17 @@ def _guard(workdir: str) -> None:
         check_path(path, writing=writing)
         return real_os_open(path, flags, *args, **kwargs)
 
-    builtins.open = io.open = guarded_open
+    import _io
+
+    class GuardedFileIO(_io.FileIO):
+        """``io.FileIO`` that checks its path like ``open`` (``open`` itself uses the C type directly)."""
+
+        def __init__(self, file, mode="r", closefd=True, opener=None):
+            check_path(file, writing=any(c in str(mode) for c in "wax+"))
+            super().__init__(file, mode, closefd, opener)
+
+    builtins.open = io.open = _io.open = guarded_open
+    io.FileIO = _io.FileIO = GuardedFileIO
     for module in (os, posix):
         setattr(module, "open", guarded_os_open)
         for name in ("remove", "unlink", "rmdir", "mkdir", "chmod", "chown", "lchown", "truncate", "utime",
@@ -139,7 +156,8 @@ def _guard(workdir: str) -> None:
     _posixsubprocess.fork_exec = denied
     for name in ("exit", "quit", "help", "copyright", "credits", "license"):
         setattr(builtins, name, None)
-    for name in ("ctypes", "_ctypes", "resource", "psutil", "tkinter", "ipdb", "joblib", "pty", "_posixsubprocess"):
+    for name in ("ctypes", "_ctypes", "resource", "psutil", "tkinter", "ipdb", "joblib", "pty", "_posixsubprocess",
+                 "sqlite3", "_sqlite3", "_dbm", "_gdbm"):  # C-level file writers that bypass the path checks
         sys.modules[name] = None
 
 

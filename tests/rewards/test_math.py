@@ -180,6 +180,12 @@ def test_score_math_reports_both_graders():
     ("0.50", "0.5", False),  # only the exact string "0.5" is special-cased
     (r"\text{Evelyn}", "Evelyn", False),  # d1's grader does not strip \text{}: one reason it scores lower
     ("2", "3", False),
+    # Hendrycks-exact corner cases (they move d1-comparable numbers):
+    ("10%", "10", False),  # only the escaped \% is removed, not a bare %
+    ("-1/2", r"\frac{-1}{2}", True),  # a/b goes through int(), so negatives count
+    ("01/2", r"\frac{1}{2}", False),  # ...but only canonically written ints
+    (r"5\text{ cm}\text{ m}", "5", False),  # two "\text{ " units: Hendrycks' assert fails, raw strings compared
+    (r"1+\frac", r"1+\frac", True),  # \frac without operands: the same fallback to raw equality
 ])
 def test_d1_is_equiv(a, b, equal):
     assert is_equiv(a, b) is equal
@@ -192,3 +198,20 @@ def test_d1_boxed_helpers():
     assert last_boxed_only_string(r"\boxed{unclosed") is None
     assert strip_string(r"\left( 1, 2 \right)") == "(1,2)"
     assert d1_math_equal("7", r"<reasoning>r</reasoning><answer>\boxed{7}</answer>")
+
+
+def _grade_in_worker(_=None):
+    """Module-level (picklable) job for a multiprocessing worker: grade through the default pool."""
+    return math_correct(None, [_boxed("0.5"), _boxed("2"), _boxed(r"\dfrac{1}{2}")], answer=[r"\frac12", "3", "0.5"])
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_math_rewards_inside_worker_processes(method):
+    # the caller is itself a worker (a data loader, a multiprocessing.Pool worker: daemonic, so it may not
+    # start multiprocessing children); with "fork" the parent's pool already exists when the workers fork
+    import multiprocessing
+
+    assert _grade_in_worker() == [1.0, 0.0, 1.0]
+    with multiprocessing.get_context(method).Pool(2) as pool:
+        assert pool.map(_grade_in_worker, range(2), chunksize=1) == [[1.0, 0.0, 1.0]] * 2
+    assert _grade_in_worker() == [1.0, 0.0, 1.0]  # the parent's pool still works

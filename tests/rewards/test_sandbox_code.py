@@ -45,10 +45,50 @@ def test_sleeping_children_are_killed_with_the_group(no_leftover_dirs):
     assert r.status == "timeout" and r.duration_s < 5
 
 
+def _failed_within_limits(r, limits=FAST) -> bool:
+    """A failed (or timed-out) sample that ended within its wall-clock limit (plus reaping slack)."""
+    return not r.passed and r.status in ("failed", "timeout") and r.duration_s < limits.timeout_s + 2
+
+
+def test_timeout_kills_the_whole_process_group(no_leftover_dirs):
+    # Start a grandchild by going around the Python guard (a fresh _posixsubprocess + subprocess copy,
+    # the kind of escape sandbox.py documents), then spin: the timeout must kill the grandchild too.
+    program = (
+        "import importlib.machinery, importlib.util, os, sys\n"
+        "dynload = os.path.dirname(importlib.util.find_spec('select').origin)\n"
+        "path = os.path.join(dynload, next(f for f in os.listdir(dynload) if f.startswith('_posixsubprocess.')))\n"
+        "loader = importlib.machinery.ExtensionFileLoader('_posixsubprocess', path)\n"
+        "spec = importlib.machinery.ModuleSpec('_posixsubprocess', loader, origin=path)\n"
+        "sys.modules['_posixsubprocess'] = importlib.util.module_from_spec(spec)\n"
+        "loader.exec_module(sys.modules['_posixsubprocess'])\n"
+        "spec = importlib.util.spec_from_file_location('fresh_subprocess', importlib.util.find_spec('subprocess').origin)\n"
+        "fresh = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(fresh)\n"
+        "print(fresh.Popen(['sleep', '60']).pid, flush=True)\n"
+        "while True:\n    pass\n"
+    )
+    r = run_python(program, limits=SandboxLimits(timeout_s=2.0))
+    assert r.status == "timeout" and r.duration_s < 6
+    if not r.stdout.strip().isdigit():
+        pytest.skip(f"could not start a grandchild on this Python: {r.stderr[-300:]}")
+    pid = int(r.stdout)
+    time.sleep(0.2)
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            state = next(line for line in f if line.startswith("State:"))
+    except FileNotFoundError:
+        return  # killed and reaped
+    assert "Z" in state, f"grandchild {pid} survived the timeout: {state}"  # killed, awaiting its reaper
+
+
 def test_memory_bomb(no_leftover_dirs):
     for bomb in ("x = bytearray(10**10)", "x = [0] * (10**9)", "s = 'a'\nwhile True:\n    s = s + s"):
         r = run_python(bomb, limits=FAST)
-        assert not r.passed and r.status in ("failed", "timeout")
+        assert _failed_within_limits(r), bomb
+    # the memory limit is what stops it: the same 300 MB allocation passes under a larger limit
+    alloc = "x = bytearray(300 * 2**20)\nx[-1] = 1"
+    assert run_python(alloc, limits=SandboxLimits(timeout_s=3.0, memory_mb=256)).status == "failed"
+    assert run_python(alloc, limits=SandboxLimits(timeout_s=3.0, memory_mb=1024)).passed
 
 
 def test_fork_bomb_and_subprocess(no_leftover_dirs):
@@ -58,7 +98,7 @@ def test_fork_bomb_and_subprocess(no_leftover_dirs):
                  "import multiprocessing\np = multiprocessing.Process(target=print)\np.start()\np.join()",
                  "import ctypes\nctypes.CDLL(None).fork()"):
         r = run_python(bomb, limits=FAST)
-        assert r.status == "failed", bomb
+        assert r.status == "failed" and _failed_within_limits(r), bomb
         assert "pwned" not in r.stdout
 
 
@@ -74,9 +114,14 @@ def test_writes_outside_the_temp_dir_are_blocked(tmp_path, no_leftover_dirs):
         f"import os\nfd = os.open({str(victim)!r}, os.O_WRONLY | os.O_TRUNC)",
         f"import os\nos.symlink({str(victim)!r}, 'link')\nopen('link', 'w').write('pwned')",
         f"open({str(tmp_path / 'new.txt')!r}, 'w').write('x')",
+        f"import io\nio.FileIO({str(victim)!r}, 'w').write(b'pwned')",  # the FileIO class, not open()
+        f"import _io\n_io.open({str(victim)!r}, 'w').write('pwned')",
+        f"import _pyio\n_pyio.open({str(victim)!r}, 'w').write('pwned')",
+        f"import sqlite3\nsqlite3.connect({str(tmp_path / 'x.db')!r}).execute('create table t(a)')",  # C-level writer
     ]
     for attack in attacks:
-        assert run_python(attack, limits=FAST).status == "failed", attack
+        r = run_python(attack, limits=FAST)
+        assert r.status == "failed" and _failed_within_limits(r), attack
     assert victim.read_text() == "original"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["victim.txt"]
 
@@ -100,7 +145,8 @@ def test_kill_parent_is_blocked(no_leftover_dirs):
     for attack in ("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)",
                    f"import os, signal\nos.kill({os.getpid()}, signal.SIGKILL)",
                    f"import os, signal\nos.killpg(os.getpgid({os.getpid()}), signal.SIGKILL)"):
-        assert run_python(attack, limits=FAST).status == "failed"
+        r = run_python(attack, limits=FAST)
+        assert r.status == "failed" and _failed_within_limits(r), attack
     assert os.getpid() > 0  # still here
 
 
@@ -113,7 +159,9 @@ def test_network_is_blocked(no_leftover_dirs):
 
 def test_huge_output_is_capped(no_leftover_dirs):
     r = run_python("import sys\nwhile True:\n    sys.stdout.write('x' * 1_000_000)", limits=FAST)
-    assert not r.passed and len(r.stdout) <= FAST.max_output_bytes and r.output_truncated
+    assert _failed_within_limits(r) and len(r.stdout) <= FAST.max_output_bytes and r.output_truncated
+    r = run_python("import sys\nwhile True:\n    sys.stderr.write('e' * 1_000_000)", limits=FAST)
+    assert _failed_within_limits(r) and len(r.stderr) <= FAST.max_output_bytes and r.output_truncated
     r = run_python("print('y' * 200_000)", limits=FAST)
     assert r.passed and len(r.stdout) == FAST.max_output_bytes and r.output_truncated
 
@@ -131,6 +179,31 @@ def test_runner_introspection_cannot_forge_a_pass(no_leftover_dirs):
     for attack in (forge, "import gc\nobjs = gc.get_objects()", "try:\n    1/0\nexcept Exception as e:\n    f = e.__traceback__"):
         r = run_python(attack + "\nraise AssertionError('tests would fail')", limits=FAST)
         assert r.status == "failed" and "introspection" in r.stderr, attack
+
+
+def test_result_file_cannot_be_read_to_forge_test_passes(no_leftover_dirs):
+    # Without introspection: read the runner's result file through /proc/self/fd to learn the nonce,
+    # then append forged "test i 1" lines to that descriptor while the first test runs.
+    program = (
+        "import os\n"
+        "def add(a, b):\n"
+        "    for fd in range(3, 32):\n"
+        "        for path in (f'/proc/self/fd/{fd}', os.readlink(f'/proc/self/fd/{fd}') if os.path.exists(f'/proc/self/fd/{fd}') else ''):\n"
+        "            try:\n"
+        "                data = open(path).read()\n"
+        "            except Exception:\n"
+        "                continue\n"
+        "            if ' program ok' in data:\n"
+        "                nonce = data.split()[0]\n"
+        "                os.write(fd, ''.join(f'{nonce} test {i} 1\\n' for i in range(3)).encode())\n"
+        "                return 0\n"
+        "    return 0\n"
+    )
+    tests = ["assert add(1, 2) == 3", "assert add(2, 2) == 4", "assert add(0, 5) == 5"]
+    r = run_python(program, tests, limits=FAST)
+    assert (r.status, r.tests_passed) == ("failed", 0), r.stderr
+    memory = "data = open('/proc/self/mem', 'rb')"  # scanning own memory for the nonce
+    assert run_python(memory, limits=FAST).status == "failed"
 
 
 def test_stdin_is_closed(no_leftover_dirs):
