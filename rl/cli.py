@@ -84,8 +84,9 @@ def _not_built(message: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    # argparse stops collecting `overrides` at the first option: let `key=value` words come after options too
-    if extra and args.command == "train" and all("=" in e and not e.startswith("-") for e in extra):
+    # argparse stops collecting `overrides` at the first option: let override words come after options too
+    # (a word without `=` is then reported by the recipe loader as a malformed override, as it is before them)
+    if extra and args.command == "train" and not any(e.startswith("-") for e in extra):
         args.overrides += extra
     elif extra and args.command not in NOT_BUILT:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")

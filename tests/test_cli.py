@@ -1,11 +1,16 @@
 """The ``unmask`` command end to end, in-process (``rl.cli.main``) and as the installed script."""
+import shlex
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from rl.cli import main
 from tests.paths import FIXTURES, LLADA_TINY
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_help_lists_every_subcommand(capsys):
@@ -67,9 +72,44 @@ def test_train_prints_the_resolved_recipe_with_overrides_anywhere(tmp_path, caps
     assert "training loop is not built yet" in capsys.readouterr().err
 
 
+def test_override_words_without_equals_are_malformed_wherever_they_stand(tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("rollout:\n  block_length: 32\n")
+    for argv in (["train", str(recipe), "rollout.block_length", "--print-config"],
+                 ["train", str(recipe), "--print-config", "rollout.block_length"]):
+        assert main(argv) == 2
+        assert "malformed override 'rollout.block_length': expected KEY=VALUE" in capsys.readouterr().err
+
+
+def _console_script() -> str:
+    """The `unmask` command installed by pyproject's [project.scripts] next to this interpreter."""
+    script = Path(sys.executable).parent / "unmask"
+    found = str(script) if script.is_file() else shutil.which("unmask")
+    assert found, "the `unmask` console script is not installed (pip install -e '.[dev]')"
+    return found
+
+
 def test_installed_console_script_runs_the_demo(tmp_path):
-    script = [sys.executable, "-m", "rl.cli", "demo", "--out", str(tmp_path)]
-    done = subprocess.run(script, capture_output=True, text=True, timeout=120)
+    done = subprocess.run([_console_script(), "demo", "--out", str(tmp_path)], capture_output=True, text=True,
+                          timeout=120)
     assert done.returncode == 0, done.stderr
     assert "llada:" in done.stdout and "dream:" in done.stdout
     assert (tmp_path / "tiny-llada" / "model.safetensors").is_file()
+
+
+README_OFFLINE_COMMANDS = [
+    'unmask generate --model tests/fixtures/llada-tiny --tokenizer bytes --prompt "2+2="',
+    "unmask train recipes/example.yaml --print-config rollout.block_length=64 training.max_steps=10",
+]
+
+
+@pytest.mark.parametrize("command", README_OFFLINE_COMMANDS)
+def test_readme_offline_commands_work_as_written(command):
+    assert command in (REPO / "README.md").read_text()
+    argv = [_console_script(), *shlex.split(command)[1:]]
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    if "generate" in command:
+        assert done.stdout.startswith("[0] ") and "# llada: 64 tokens" in done.stdout
+    else:
+        assert "  block_length: 64\n" in done.stdout and "  max_steps: 10\n" in done.stdout

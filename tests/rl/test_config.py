@@ -324,3 +324,17 @@ def test_union_reports_the_precise_inner_error():
     with pytest.raises(ConfigError, match=r"data\.data_files\[1\]: expected str, got int 3"):
         recipe_from_dict({"data": {"data_files": ["a.jsonl", 3]}})
     assert recipe_from_dict({"data": {"data_files": "a.jsonl"}}).data.data_files == "a.jsonl"
+
+
+def test_field_names_follow_design():
+    """DESIGN.md (Configuration): TRL's GRPO names where the concept is shared, d1's for diffusion settings."""
+    trl = {"rollout": ["num_generations", "max_completion_length"],
+           "algorithm": ["beta", "epsilon", "num_iterations", "loss_type", "scale_rewards"]}
+    d1 = {"rollout": ["block_length", "diffusion_steps", "remasking", "cfg_scale"], "algorithm": ["p_mask_prompt"]}
+    sections = {"model", "data", "rollout", "algorithm", "training", "logging"}
+    assert [f.name for f in dataclasses.fields(RecipeConfig)] == ["model", "data", "rollout", "algorithm",
+                                                                   "training", "logging"]
+    cfg = to_dict(RecipeConfig())
+    for names in (trl, d1):
+        for section, keys in names.items():
+            assert section in sections and set(keys) <= set(cfg[section]), (section, keys)

@@ -59,6 +59,18 @@ def test_sharded_checkpoint_loads_like_single_file(tmp_path):
         assert torch.equal(load_model(out, device="cpu").logits(ids), load_model(LLADA_TINY, device="cpu").logits(ids))
 
 
+def test_broken_sharded_index_names_the_problem(tmp_path):
+    path = copy_checkpoint(LLADA_TINY, tmp_path / "m")
+    (path / "model.safetensors").unlink()
+    index = path / "model.safetensors.index.json"
+    index.write_text(json.dumps({"weight_map": {"a": "model-00001-of-00002.safetensors"}}))
+    with pytest.raises(CheckpointError, match=r"lists shards that are missing: \['model-00001-of-00002\.safetensors'\]"):
+        load_model(path)
+    index.write_text(json.dumps({"metadata": {}}))
+    with pytest.raises(CheckpointError, match="not a safetensors index"):
+        load_model(path)
+
+
 def test_hub_id_resolves_through_the_hf_cache_offline(tmp_path, monkeypatch):
     # Lay out the HF cache exactly as huggingface_hub does, then load by Hub id with no network.
     commit = "0123456789abcdef0123456789abcdef01234567"
@@ -136,9 +148,24 @@ def test_unsupported_llada_configs_fail_clearly(tmp_path, change, message):
         load_model(path)
 
 
+@pytest.mark.parametrize("change, message", [
+    ({"use_sliding_window": True}, "sliding-window attention"),
+    ({"hidden_act": "gelu"}, "hidden_act='gelu' is not supported"),
+    ({"num_attention_heads": 3}, "not divisible by the number of heads"),
+    ({"num_hidden_layers": None}, "Dream config is missing 'num_hidden_layers'"),
+])
+def test_unsupported_dream_configs_fail_clearly(tmp_path, change, message):
+    path = copy_checkpoint(DREAM_TINY, tmp_path / "m")
+    edit_config(path, **change)
+    with pytest.raises(ModelConfigError, match=message):
+        load_model(path)
+
+
 def test_missing_files(tmp_path):
     with pytest.raises(CheckpointError, match="no config.json"):
         load_model(tmp_path)
+    with pytest.raises(CheckpointError, match="is a file; pass the checkpoint directory"):
+        load_model(LLADA_TINY / "config.json")
     path = copy_checkpoint(LLADA_TINY, tmp_path / "m")
     (path / "model.safetensors").unlink()
     with pytest.raises(CheckpointError, match="no safetensors weights"):
