@@ -44,12 +44,15 @@ def gumbel_argmax(logits: torch.Tensor, temperature: float, generator: torch.Gen
     return (logits.double() / temperature - torch.log(-torch.log(u))).argmax(-1)
 
 
-def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:
-    """Top-p (nucleus: the smallest set whose probability exceeds p) then top-k, as Dream applies them;
-    removed entries get the dtype's lowest value."""
+def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None,
+                  temperature: float = 0.0) -> torch.Tensor:
+    """Top-p (nucleus: the smallest set whose probability exceeds p) then top-k, as Dream applies them:
+    the nucleus is taken on the temperature-scaled distribution softmax(logits / T) (Dream divides by
+    T before filtering); removed entries get the dtype's lowest value. The logits are returned unscaled."""
     low = torch.finfo(logits.dtype).min
     if top_p is not None and top_p < 1:
-        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        scaled = logits / temperature if temperature > 0 else logits
+        sorted_logits, order = scaled.sort(dim=-1, descending=True)
         beyond = sorted_logits.softmax(-1).cumsum(-1) > top_p
         beyond[..., 1:] = beyond[..., :-1].clone()
         beyond[..., 0] = False
@@ -63,7 +66,7 @@ def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) 
 def policy_logits(logits: torch.Tensor, cfg: SamplerConfig, mask_id: int, eos_id: int) -> torch.Tensor:
     """The sampling policy's logits (before temperature): filtered, without the mask token (and EOS
     under ``logits_eos_inf``). ``log_softmax(policy_logits / T)`` is what a rollout records."""
-    logits = filter_logits(logits.float(), cfg.top_k, cfg.top_p).clone()
+    logits = filter_logits(logits.float(), cfg.top_k, cfg.top_p, cfg.temperature).clone()
     logits[..., mask_id] = NEG_INF
     if cfg.logits_eos_inf:
         logits[..., eos_id] = NEG_INF
@@ -92,7 +95,7 @@ def propose(raw: torch.Tensor, policy: torch.Tensor, x0: torch.Tensor, cfg: Samp
         return torch.rand(x0.shape, device=x0.device, generator=generator)
     if cfg.remasking == "low_confidence":
         return torch.softmax(raw.float(), -1).gather(-1, x0.unsqueeze(-1)).squeeze(-1)
-    filtered = filter_logits(raw.float(), cfg.top_k, cfg.top_p)
+    filtered = filter_logits(raw.float(), cfg.top_k, cfg.top_p, cfg.temperature)
     probs = torch.softmax(filtered / cfg.temperature if cfg.temperature > 0 else filtered, -1)
     if cfg.remasking == "top1_prob":
         return probs.gather(-1, x0.unsqueeze(-1)).squeeze(-1)

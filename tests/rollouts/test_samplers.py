@@ -136,3 +136,46 @@ def test_mask_token_is_never_committed_even_when_the_model_prefers_it():
     adapter = scripted_adapter(peaked([MASK] * 4, [0.99] * 4), 3)
     traj = sample(adapter, PROMPT, config=SamplerConfig(max_completion_length=4, diffusion_steps=2, temperature=1.0))
     assert not (traj.completion_ids == MASK).any()
+
+
+def test_dream_top_p_nucleus_is_taken_on_the_temperature_scaled_distribution():
+    # p = (0.5, 0.3, 0.2) at T = 1; at T = 0.25 it is (0.87, 0.11, 0.02), whose 0.7-nucleus is the top token
+    # alone. Dream divides by T before filtering, so token 66 must never be sampled (it would be ~11% of
+    # the time with the nucleus taken on the untempered distribution), and the policy puts all mass on 65.
+    table = torch.full((8, 512), -1e4)
+    table[:, 65], table[:, 66], table[:, 67] = torch.tensor([0.5, 0.3, 0.2]).log().unbind()
+    adapter = scripted_adapter(table, 3)
+    cfg = SamplerConfig(max_completion_length=8, diffusion_steps=8, temperature=0.25, top_p=0.7, top_k=0,
+                        remasking="top1_prob", schedule="dream", stop_at_eos=False)
+    traj = sample(adapter, PROMPT.repeat(64, 1), config=cfg, seed=0)
+    assert (traj.completion_ids == 65).all()
+    assert torch.allclose(traj.rollout_logp, torch.zeros(()), atol=1e-6)
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.8])
+def test_exact_mode_tokens_are_identical_with_and_without_recording(temperature):
+    from rollouts.bench import recording_off
+    adapter = make_tiny("llada", seed=9)
+    ids, mask = left_pad([[5, 6, 7, 8, 9], [30, 31]], adapter.pad_id)
+    cfg = SamplerConfig(max_completion_length=16, diffusion_steps=8, block_length=8, temperature=temperature,
+                        stop_at_eos=False)
+    recorded = sample(adapter, ids, mask, cfg, seed=4)
+    with recording_off():
+        unrecorded = sample(adapter, ids, mask, cfg, seed=4)
+    assert (unrecorded.commit_step == -1).all()  # the bookkeeping really was off
+    assert torch.equal(recorded.completion_ids, unrecorded.completion_ids)
+
+
+def test_early_stop_keeps_replay_exact_and_records_every_position():
+    # EOS is committed in block 1, so blocks 2-3 are never run and are filled with EOS
+    table = peaked([65, 66, 67, EOS, 68, 69, 70, 71], [0.9] * 8)
+    adapter = scripted_adapter(table, 3)
+    cfg = SamplerConfig(max_completion_length=8, diffusion_steps=8, block_length=2)
+    seen = {}
+    traj = sample(adapter, PROMPT, config=cfg, on_step=lambda s, x: seen.__setitem__(s, x))
+    assert traj.nfe == len(seen) == 4  # blocks 0 and 1 only: after block 1 the row has committed EOS
+    for step, x in seen.items():
+        assert torch.equal(traj.state(step), x)
+    assert not (traj.completion_ids == MASK).any() and (traj.commit_step >= 0).all()
+    assert traj.completion_ids[0].tolist() == [65, 66, 67] + [EOS] * 5
+    assert torch.equal(traj.state(int(traj.commit_step.max()) + 1)[:, 3:], traj.completion_ids)

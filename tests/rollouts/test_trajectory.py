@@ -32,6 +32,7 @@ sampler_settings = st.fixed_dictionaries({
     "eoser": st.booleans(), "confidence_eos_eot_inf": st.booleans(), "logits_eos_inf": st.booleans(),
     "cfg_scale": st.sampled_from([0.0, 0.0, 1.5]), "temperature": st.sampled_from([0.0, 0.9]),
     "blocks": st.sampled_from([1, 2, 4]), "top_k": st.sampled_from([None, 0, 20]),
+    "top_p": st.sampled_from([None, 0.9]),
 })
 
 
@@ -40,7 +41,7 @@ def build_config(s) -> SamplerConfig:
     steps = 4 if s["schedule"] == "ass" else 8
     return SamplerConfig(
         max_completion_length=length, diffusion_steps=steps, block_length=length // s["blocks"],
-        temperature=s["temperature"], remasking=s["remasking"], schedule=s["schedule"], top_k=s["top_k"],
+        temperature=s["temperature"], remasking=s["remasking"], schedule=s["schedule"], top_k=s["top_k"], top_p=s["top_p"],
         cfg_scale=s["cfg_scale"], logits_eos_inf=s["logits_eos_inf"], confidence_eos_eot_inf=s["confidence_eos_eot_inf"],
         eoser=s["eoser"] and s["remasking"] not in ("margin", "neg_entropy"), rcr=s["mode"] == "rcr",
         threshold=0.05 if s["mode"] == "threshold" else None, early_commit=s["mode"] == "early_commit",
@@ -61,6 +62,8 @@ def test_record_invariants_replay_and_logprobs(family, s, seed):
 
     assert torch.equal(traj.prompt_ids, ids)  # prompt never altered
     assert not (traj.completion_ids == adapter.mask_id).any()  # nothing left masked
+    if cfg.logits_eos_inf:  # EOS handling: never generated when suppressed
+        assert not (traj.completion_ids == adapter.eos_id).any()
     steps = traj.commit_step.long()
     assert (steps >= 0).all() and (steps < traj.num_steps.unsqueeze(1)).all()  # every position committed in range
     for step, x in seen.items():  # replay rebuilds exactly the inputs the sampler saw
