@@ -1,0 +1,114 @@
+"""Policy losses (a registry), the KL penalty and TRL's loss aggregation modes.
+
+Inputs are per (row, unit, token): the estimator's log-probs under the current policy ``logp``, the
+old policy's ``old`` and the reference's ``ref`` (same units, same masks), one advantage per
+(row, unit), the positions in the loss and optional per-token weights. A policy loss returns the
+per-token loss; ``beta`` × KL is added per token; :func:`aggregate` reduces to a scalar:
+
+- ``grpo``: mean over a unit's tokens, mean over the row's non-empty units, mean over rows;
+- ``bnpo``: sum over the micro-batch's tokens / their number (then / number of micro-batches);
+- ``dr_grpo``: sum / (rows × max_completion_length);
+- ``dapo``: sum / tokens in the whole (accumulated) batch.
+
+Denominators that span the whole batch come from :class:`Norms`, so accumulating micro-batches gives
+the full batch's gradient for every mode but ``bnpo``, whose denominator is local by definition.
+
+Importance ratios (``importance_sampling_level``): ``token`` — exp(logp − old) per token;
+``sequence`` — exp of the unit's mean log-ratio (GSPO); ``sequence_sum`` — exp of the summed log-ratio
+(the ELBO ratio of GDPO), with the loss divided by the number of tokens (GDPO's 1/|y|).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .objective import register_policy_loss
+
+
+@dataclass(frozen=True)
+class Norms:
+    rows: int             # rows in the loss, over the whole batch
+    tokens: int           # positions in the loss, over the whole batch
+    length: int           # max_completion_length
+    micro_batches: int
+
+
+def log_ratio(logp: torch.Tensor, old: torch.Tensor, scored: torch.Tensor, level: str) -> torch.Tensor:
+    """[B, U, L] log importance ratio at each token (sequence levels broadcast one value per unit)."""
+    delta = (logp - old) * scored
+    if level == "token":
+        return delta
+    total = delta.sum(-1, keepdim=True)
+    if level == "sequence":
+        total = total / scored.sum(-1, keepdim=True).clamp(min=1)
+    elif level != "sequence_sum":
+        raise ValueError(f"unknown importance_sampling_level {level!r}")
+    return total.expand_as(delta)
+
+
+@register_policy_loss("clipped")
+def clipped_loss(logp, old, adv, scored, settings) -> tuple[torch.Tensor, dict]:
+    """−min(ρ A, clip(ρ, 1 − ε, 1 + ε_high) A), and the fractions of tokens clipped low / high."""
+    ratio = torch.exp(log_ratio(logp, old, scored, settings.importance_sampling_level))
+    a = adv.unsqueeze(-1)
+    clipped = ratio.clamp(1 - settings.epsilon, 1 + settings.clip_high)
+    loss = -torch.min(ratio * a, clipped * a)
+    if settings.importance_sampling_level == "sequence_sum":
+        loss = loss / scored.sum(-1, keepdim=True).clamp(min=1)
+    with torch.no_grad():
+        low = (ratio < 1 - settings.epsilon) & (a < 0)
+        high = (ratio > 1 + settings.clip_high) & (a > 0)
+        info = {"clip_ratio/low": low, "clip_ratio/high": high, "clip_ratio/region": low | high}
+    return loss, info
+
+
+@register_policy_loss("reinforce")
+def reinforce_loss(logp, old, adv, scored, settings) -> tuple[torch.Tensor, dict]:
+    """Plain policy gradient −A·log p (on-policy; no ratio, no clipping)."""
+    return -adv.unsqueeze(-1) * logp, {}
+
+
+def kl_penalty(logp: torch.Tensor, ref: torch.Tensor, estimator: str) -> torch.Tensor:
+    """Per-token KL(π‖π_ref) estimate: k3 = exp(ref − logp) − (ref − logp) − 1, k2 = (logp − ref)² / 2."""
+    d = ref - logp
+    if estimator == "k3":
+        return torch.exp(d) - d - 1
+    if estimator == "k2":
+        return 0.5 * d * d
+    raise ValueError(f"unknown kl_estimator {estimator!r}")
+
+
+def aggregate(per_token: torch.Tensor, scored: torch.Tensor, loss_type: str, norms: Norms) -> torch.Tensor:
+    x = per_token * scored
+    if loss_type == "grpo":
+        count = scored.sum(-1)
+        unit_mean = x.sum(-1) / count.clamp(min=1)
+        nonempty = count > 0
+        row = (unit_mean * nonempty).sum(-1) / nonempty.sum(-1).clamp(min=1)
+        return row.sum() / max(norms.rows, 1)
+    if loss_type == "bnpo":
+        return x.sum() / scored.sum().clamp(min=1) / norms.micro_batches
+    if loss_type == "dr_grpo":
+        return x.sum() / max(norms.rows * norms.length, 1)
+    if loss_type == "dapo":
+        return x.sum() / max(norms.tokens, 1)
+    raise ValueError(f"unknown loss_type {loss_type!r}")
+
+
+def policy_objective(logp: torch.Tensor, old: torch.Tensor | None, ref: torch.Tensor | None, adv: torch.Tensor,
+                     scored: torch.Tensor, weight: torch.Tensor | None, settings, norms: Norms
+                     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The scalar loss of one micro-batch and its per-token diagnostics (detached)."""
+    from .objective import POLICY_LOSSES
+    old = logp.detach() if old is None else old
+    per_token, info = POLICY_LOSSES.get(settings.loss, "algorithm.loss")(logp, old, adv, scored, settings)
+    if settings.beta > 0:
+        if ref is None:
+            raise ValueError("beta > 0 needs reference log-probs")
+        kl = kl_penalty(logp, ref, settings.kl_estimator)
+        per_token = per_token + settings.beta * kl
+        info["kl"] = kl.detach()
+    if weight is not None:
+        per_token = per_token * weight
+    return aggregate(per_token, scored, settings.loss_type, norms), info
