@@ -16,7 +16,8 @@ from rewards.math_d1 import is_equiv, last_boxed_only_string, remove_boxed, stri
 from rewards.math_grader import MathVerifyPool, math_equal, math_verdict, verify_batch
 from rewards.math_rewards import math_correct, math_correct_d1, math_prediction, score_math, score_math_batch
 from rewards.puzzles import countdown, countdown_score, safe_arithmetic, sudoku, sudoku_score
-from rewards.registry import UnknownRewardError, build_rewards, get_reward, list_rewards, register_reward
+from rewards.registry import (UnknownRewardError, build_rewards, get_reward, list_rewards, register_reward,
+                              reward_columns)
 from rewards.sandbox import SandboxLimits, SandboxResult, run_many, run_python
 
 __all__ = [
@@ -26,7 +27,7 @@ __all__ = [
     "gsm8k_prediction", "gsm8k_score", "hash_answer", "humaneval_program", "is_equiv", "last_boxed",
     "last_boxed_only_string", "length_penalty", "list_rewards", "math_correct", "math_correct_d1", "math_equal",
     "math_prediction", "math_verdict", "parse_number", "per_item", "register_reward", "remove_boxed",
-    "run_humaneval", "run_many", "run_python", "safe_arithmetic", "score_math", "score_math_batch",
+    "reward_columns", "run_humaneval", "run_many", "run_python", "safe_arithmetic", "score_math", "score_math_batch",
     "strip_string", "sudoku", "sudoku_score", "tag_content", "the_answer_is", "verify_batch",
     "weighted_rewards", "xml_count", "xml_format", "xml_format_strict",
 ]

@@ -52,7 +52,7 @@ def _function_prompt(prompt, entry_point: str | None) -> str:
     return prompt if isinstance(prompt, str) and defines_function(prompt, entry_point) else ""
 
 
-@register_reward("code_humaneval")
+@register_reward("code_humaneval", columns=(("test",), ("entry_point",)))
 def code_humaneval(prompts=None, completions=None, *, limits: SandboxLimits | None = None,
                    max_workers: int | None = None, **columns) -> list[float | None]:
     """HumanEval: 1.0 when ``check(entry_point)`` passes in the sandbox; columns ``test``, ``entry_point``.
@@ -87,7 +87,7 @@ def _as_test_list(value) -> list[str] | None:
     return [str(v) for v in value]
 
 
-@register_reward("code_tests")
+@register_reward("code_tests", columns=(("test_list", "tests"),))
 def code_tests(prompts=None, completions=None, *, pass_fraction: bool = False, limits: SandboxLimits | None = None,
                max_workers: int | None = None, **columns) -> list[float | None]:
     """MBPP-style: run the extracted code, then each assert of ``test_list`` (or ``tests``).

@@ -39,7 +39,7 @@ def gsm8k_score(text: str, gold: str | None) -> float | None:
     return float(gsm8k_prediction(text) == gold_value)
 
 
-@register_reward("gsm8k_correct")
+@register_reward("gsm8k_correct", columns=(("answer", "solution"),))
 @per_item
 def gsm8k_correct(text: str, row: dict) -> float | None:
     """GSM8K correctness against the ``answer`` column (1.0/0.0; None when the gold is unparseable)."""

@@ -47,7 +47,7 @@ def verdict_reward(verdict: Verdict) -> float | None:
     return {"equal": 1.0, "bad_gold": None}.get(verdict, 0.0)
 
 
-@register_reward("math_correct")
+@register_reward("math_correct", columns=(_GOLD_COLUMNS,))
 def math_correct(prompts=None, completions=None, *, timeout_s: float = 5.0, **columns) -> list[float | None]:
     """math-verify correctness against the ``answer`` (or ``solution``) column, graded in worker processes."""
     texts = completion_texts(completions)
@@ -61,7 +61,7 @@ def math_correct(prompts=None, completions=None, *, timeout_s: float = 5.0, **co
     return out
 
 
-@register_reward("math_correct_d1")
+@register_reward("math_correct_d1", columns=(_GOLD_COLUMNS,))
 @per_item
 def math_correct_d1(text: str, row: dict) -> float | None:
     """d1-compatible MATH correctness (Hendrycks ``is_equiv`` on the last boxed answer)."""

@@ -88,7 +88,7 @@ def countdown_score(text: str, numbers, target, *, require_all: bool = False, fo
     return 1.0 if ok_numbers and value == goal[0] else format_score
 
 
-@register_reward("countdown")
+@register_reward("countdown", columns=(("numbers", "nums"), ("target",)))
 @per_item
 def countdown(text: str, row: dict) -> float | None:
     """Countdown correctness (columns ``numbers``/``nums`` and ``target``; 1.0/0.0)."""
@@ -128,7 +128,7 @@ def sudoku_score(text: str, puzzle) -> float | None:
     return float(all(g == 0 or g == v for g, v in zip(givens, grid)))
 
 
-@register_reward("sudoku")
+@register_reward("sudoku", columns=(("puzzle", "Puzzle"),))
 @per_item
 def sudoku(text: str, row: dict) -> float | None:
     """4×4 Sudoku correctness against the ``puzzle`` column (``0`` marks blanks; 1.0/0.0)."""

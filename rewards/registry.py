@@ -11,6 +11,8 @@ from rewards.contract import RewardFn
 
 # name -> (function or factory, is_factory)
 _REGISTRY: dict[str, tuple[Callable, bool]] = {}
+# name -> dataset columns the reward reads: each entry lists alternatives, one of which must be present
+_COLUMNS: dict[str, tuple[tuple[str, ...], ...]] = {}
 
 # Modules whose import registers the built-in rewards.
 _BUILTIN_MODULES = ("rewards.gsm8k", "rewards.math_rewards", "rewards.code", "rewards.puzzles", "rewards.format")
@@ -23,11 +25,14 @@ class UnknownRewardError(KeyError, ValueError):
         return str(self.args[0]) if self.args else ""
 
 
-def register_reward(name: str, *, factory: bool = False) -> Callable[[Callable], Callable]:
+def register_reward(name: str, *, factory: bool = False,
+                    columns: tuple[tuple[str, ...], ...] = ()) -> Callable[[Callable], Callable]:
     """Decorator registering a reward function under ``name``.
 
     With ``factory=True`` the decorated callable builds a reward from keyword arguments
     (``get_reward(name, **kwargs)`` calls it), for configurable rewards such as ``length_penalty``.
+    ``columns`` names the dataset columns it reads (each entry: alternatives), so a trainer can reject
+    a dataset that lacks them before loading a model.
     """
 
     def decorator(fn: Callable) -> Callable:
@@ -35,6 +40,7 @@ def register_reward(name: str, *, factory: bool = False) -> Callable[[Callable],
         if existing is not None and existing[0] is not fn:
             raise ValueError(f"reward {name!r} is already registered (by {existing[0].__module__})")
         _REGISTRY[name] = (fn, factory)
+        _COLUMNS[name] = tuple(tuple(alternatives) for alternatives in columns)
         return fn
 
     return decorator
@@ -50,6 +56,13 @@ def list_rewards() -> list[str]:
     """Sorted names of all registered rewards."""
     _load_builtins()
     return sorted(_REGISTRY)
+
+
+def reward_columns(name: str) -> tuple[tuple[str, ...], ...]:
+    """The dataset columns reward ``name`` reads (each entry: alternatives, one must be present)."""
+    _load_builtins()
+    _lookup(name)
+    return _COLUMNS.get(name, ())
 
 
 def is_factory(name: str) -> bool:

@@ -15,7 +15,7 @@ NOT_BUILT = {
 
 
 def add_train_parser(sub) -> None:
-    p = sub.add_parser("train", help="train from a YAML recipe (recipe validation works; the loop is not built yet)")
+    p = sub.add_parser("train", help="train from a YAML recipe (one process: CPU or one GPU)")
     p.add_argument("recipe", help="path to a YAML recipe")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. rollout.block_length=64")
     p.add_argument("--print-config", action="store_true", help="print the resolved recipe as YAML and exit")
@@ -28,9 +28,8 @@ def run_train(args: argparse.Namespace) -> int:
     if args.print_config:
         print(to_yaml(cfg), end="")
         return 0
-    print(f"recipe {args.recipe} is valid, but the training loop is not built yet "
-          f"(use --print-config to see the resolved recipe)", file=sys.stderr)
-    return 2
+    from .train import run
+    return run(args.recipe, args.overrides)
 
 
 def add_bench_parser(sub) -> None:

@@ -103,6 +103,8 @@ class DataConfig:
     system_prompt: str | None = field(default=None, metadata={"help": "System prompt overriding the template's own; null keeps the template's."})
     max_prompt_length: int | None = field(default=None, metadata={"help": "Prompts longer than this many tokens are left-truncated; null keeps them whole."})
     eval_dataset: str | None = field(default=None, metadata={"help": "Hub id of the evaluation dataset; null disables evaluation during training."})
+    eval_dataset_config: str | None = field(default=None, metadata={"help": "Configuration (subset) name of `eval_dataset`; null for none."})
+    eval_data_files: str | list[str] | None = field(default=None, metadata={"help": "Local file path(s) of the evaluation set (instead of a hub dataset)."})
     eval_split: str = field(default="test", metadata={"help": "Split of `eval_dataset` used for evaluation."})
     eval_limit: int | None = field(default=None, metadata={"help": "Evaluate on at most this many examples; null uses the whole split."})
 
@@ -257,6 +259,8 @@ class TrainingConfig:
     bf16: bool = field(default=True, metadata={"help": "Run forward/backward under bfloat16 autocast."})
     deepspeed: str | None = field(default=None, metadata={"help": "Path to a DeepSpeed JSON config; null trains without DeepSpeed."})
     resume_from: str | None = field(default=None, metadata={"help": "Checkpoint directory to resume from, or 'latest' for the newest one in output_dir; null starts fresh."})
+    early_stopping_patience: int | None = field(default=None, metadata={"help": "Stop after this many evaluations without a new best eval reward; null never stops early."})
+    keep_best: bool = field(default=True, metadata={"help": "When evaluating, also keep the checkpoint with the best eval reward (besides the last save_total_limit)."})
     sync_ref_model: bool = field(default=True, metadata={"help": "Periodically copy the policy weights into the reference model (TR-DPO style)."})
     ref_model_sync_steps: int = field(default=64, metadata={"help": "Optimizer steps between reference-model syncs when sync_ref_model is true."})
 
@@ -266,7 +270,8 @@ class TrainingConfig:
         _bound(self, where, ("warmup_steps", "weight_decay", "max_grad_norm"), 0)
         _bound(self, where, ("adam_beta1", "adam_beta2"), 0.0, below=1.0)
         _bound(self, where, ("per_device_train_batch_size", "gradient_accumulation_steps", "max_steps",
-                             "save_steps", "save_total_limit", "eval_steps", "ref_model_sync_steps"), 1)
+                             "save_steps", "save_total_limit", "eval_steps", "ref_model_sync_steps",
+                             "early_stopping_patience"), 1)
 
 
 @dataclass
@@ -300,10 +305,17 @@ class RecipeConfig:
     def validate(self, where: str = "") -> None:
         for f in dataclasses.fields(self):
             getattr(self, f.name).validate(_join(where, f.name))
+        t, g = self.training, self.rollout.num_generations
+        batch = t.per_device_train_batch_size * t.gradient_accumulation_steps
+        if batch % g:
+            raise ConfigError(
+                f"rollout.num_generations ({g}) must divide the batch of completions per optimizer step, "
+                f"training.per_device_train_batch_size x training.gradient_accumulation_steps = {batch}, "
+                f"so that every prompt's group is complete; e.g. set training.per_device_train_batch_size to {g}")
         steps, dataset = _join(where, "training.eval_steps"), _join(where, "data.eval_dataset")
-        if self.training.eval_steps is not None and self.data.eval_dataset is None:
+        if self.training.eval_steps is not None and self.data.eval_dataset is None and self.data.eval_data_files is None:
             raise ConfigError(f"{steps} ({self.training.eval_steps}) is set but {dataset} is null; "
-                              f"set {dataset} or remove {steps}")
+                              f"set {dataset} (or data.eval_data_files) or remove {steps}")
 
 
 # ----------------------------------------------------------------------------- generic strict parsing

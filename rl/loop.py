@@ -6,8 +6,8 @@
     compute_advantages(batch)                                         # group-relative or MDPO step-wise
     update.run(batch, optimizer_step)                                 # num_iterations optimizer steps
 
-The scorer sees token ids, so the same step serves tokenizer-free toy tasks and text rewards (wrap a
-``rewards`` function with :func:`text_scorer`). For MDPO it also scores every recorded step's full
+The scorer sees token ids, so the same step serves tokenizer-free toy tasks and text rewards (the
+trainer's scorer decodes them and calls the recipe's reward functions). For MDPO it also scores every recorded step's full
 prediction (the step's committed tokens plus its predictions for the masked positions).
 """
 from __future__ import annotations
@@ -24,8 +24,9 @@ from .advantages import compute_advantages
 from .batch import RolloutBatch
 from .update import PolicyUpdate
 
-# (prompt rows [N] of ids, completion ids [N, L]) -> rewards [N]
-Scorer = Callable[[list[list[int]], torch.Tensor], torch.Tensor]
+# (prompt ids of each completion [N], completion ids [N, L], the trajectory row of each completion [N])
+#   -> rewards [N]; the row index lets a scorer look up that row's dataset columns
+Scorer = Callable[[list[list[int]], torch.Tensor, list[int]], torch.Tensor]
 
 
 def step_prediction_ids(traj: Trajectory) -> torch.Tensor:
@@ -42,17 +43,6 @@ def prompt_rows(traj: Trajectory) -> list[list[int]]:
     return [row[mask.bool()].tolist() for row, mask in zip(traj.prompt_ids, traj.prompt_mask)]
 
 
-def text_scorer(adapter, reward: Callable, **columns: Sequence) -> Scorer:
-    """A :data:`Scorer` from a TRL-style reward ``reward(prompts, completions, **columns)``; ``columns``
-    hold one value per completion row."""
-    def score(prompts: list[list[int]], completions: torch.Tensor) -> torch.Tensor:
-        texts = [adapter.decode_completion(row) for row in completions]
-        prompt_texts = [adapter.tokenizer.decode(p) for p in prompts]
-        values = reward(prompt_texts, texts, **columns)
-        return torch.tensor([float("nan") if v is None else float(v) for v in values])
-    return score
-
-
 class RLStep:
     """Rollout, score and update for one batch of prompts (see the module docstring)."""
 
@@ -64,12 +54,13 @@ class RLStep:
         self.engine.adapter.model.eval()
         traj = self.engine.rollout(prompts, num_generations=self.num_generations, seed=seed)
         rows = prompt_rows(traj)
-        rewards = self.score(rows, traj.completion_ids).float().nan_to_num(0.0)
+        rewards = self.score(rows, traj.completion_ids, list(range(traj.batch_size))).float().nan_to_num(0.0)
         step_rewards = None
         if settings.advantage == "mdpo_stepwise":
             preds = step_prediction_ids(traj)
             b, s, length = preds.shape
-            step_rewards = self.score([r for r in rows for _ in range(s)], preds.reshape(b * s, length))
+            index = [i for i in range(b) for _ in range(s)]
+            step_rewards = self.score([rows[i] for i in index], preds.reshape(b * s, length), index)
             step_rewards = step_rewards.float().nan_to_num(0.0).reshape(b, s)
         rng = random.Random(seed)
         batch = RolloutBatch(traj, rewards, self.num_generations,

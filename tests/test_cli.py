@@ -68,8 +68,8 @@ def test_train_prints_the_resolved_recipe_with_overrides_anywhere(tmp_path, caps
     assert "block_length: 64" in out and "max_steps: 3" in out
     assert main(["train", str(recipe), "rollout.blok_length=64"]) == 2
     assert "did you mean 'rollout.block_length'" in capsys.readouterr().err
-    assert main(["train", str(recipe)]) == 2
-    assert "training loop is not built yet" in capsys.readouterr().err
+    assert main(["train", str(recipe), f"model.name_or_path={tmp_path / 'no-model'}"]) == 2
+    assert "is not a local directory and not a Hub id" in capsys.readouterr().err
 
 
 def test_override_words_without_equals_are_malformed_wherever_they_stand(tmp_path, capsys):

@@ -26,8 +26,10 @@ class CheckpointError(ValueError):
     """A checkpoint cannot be found, read or matched to its architecture."""
 
 
-def resolve_checkpoint(name_or_path: str | os.PathLike, revision: str | None = None) -> Path:
-    """A local directory as is, otherwise a Hub id downloaded (or read from the HF cache)."""
+def resolve_checkpoint(name_or_path: str | os.PathLike, revision: str | None = None,
+                       patterns: list[str] | None = None) -> Path:
+    """A local directory as is, otherwise a Hub id downloaded (or read from the HF cache); ``patterns``
+    limits the download (e.g. ``["config.json"]`` to inspect a model without its weights)."""
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return path
@@ -38,7 +40,7 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, revision: str | None = N
         raise CheckpointError(f"model {name!r} is not a local directory and not a Hub id of the form 'org/name'")
     from huggingface_hub import snapshot_download
     try:
-        return Path(snapshot_download(name, revision=revision, allow_patterns=HUB_PATTERNS))
+        return Path(snapshot_download(name, revision=revision, allow_patterns=patterns or HUB_PATTERNS))
     except Exception as e:  # offline, missing repo, gated repo: all reported the same way
         raise CheckpointError(f"could not fetch {name!r} from the Hugging Face Hub ({type(e).__name__}: {e}); "
                               f"check the id and your network, or pass a local directory") from e

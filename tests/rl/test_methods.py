@@ -46,7 +46,7 @@ def test_bad_algorithm_settings_name_the_field_and_the_fix(algorithm, message):
 PROMPTS = [[0], [1], [2], [3], [4], [1, 3], [2, 0], [4, 1]]
 
 
-def copy_reward(prompts, completions):
+def copy_reward(prompts, completions, rows):
     """Fraction of completion positions holding the prompt's last token (verifiable, prompt-dependent)."""
     return (completions == torch.tensor([p[-1] for p in prompts]).unsqueeze(1)).float().mean(1)
 

@@ -1,0 +1,119 @@
+"""Training checkpoints: everything a run needs to continue exactly, written atomically.
+
+``output_dir/checkpoint-<step>/`` holds
+- ``model/``: the policy in Hugging Face format — LoRA adapter files (``adapter_config.json``,
+  ``adapter_model.safetensors``) or full weights (``config.json``, ``model.safetensors``) — loadable by
+  ``unmask generate`` / ``unmask eval`` (``--adapter`` for LoRA);
+- ``reference.safetensors``: a frozen reference copy's weights (full fine-tuning only);
+- ``optimizer.pt``: optimizer and LR-scheduler state (tensors and numbers only: ``weights_only`` loads);
+- ``rng_rank<r>.pt``: Python, NumPy and torch RNG states of each rank;
+- ``trainer_state.json``: step counters, the prompt order's position, best eval metric, the logger's
+  run id; ``recipe.yaml``: the resolved recipe.
+
+A checkpoint is written to ``checkpoint-<step>.tmp`` and renamed when complete, so a crash during a
+save leaves the previous checkpoint as the latest loadable one (leftover ``.tmp`` folders are ignored).
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+PREFIX = "checkpoint-"
+_NAME = re.compile(rf"^{PREFIX}(\d+)$")
+
+
+def checkpoints(output_dir: str | os.PathLike) -> list[Path]:
+    """Complete checkpoints in ``output_dir``, oldest first."""
+    root = Path(output_dir)
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := _NAME.match(p.name))
+             and (p / "trainer_state.json").is_file()]
+    return [p for _, p in sorted(found)]
+
+
+def resolve_resume(resume_from: str | None, output_dir: str | os.PathLike) -> Path | None:
+    """``latest`` → the newest checkpoint in ``output_dir`` (None if there is none yet); a path → itself."""
+    if resume_from is None:
+        return None
+    if resume_from == "latest":
+        found = checkpoints(output_dir)
+        return found[-1] if found else None
+    path = Path(resume_from)
+    if not (path / "trainer_state.json").is_file():
+        raise FileNotFoundError(f"training.resume_from {resume_from!r} is not a checkpoint directory (no "
+                                f"trainer_state.json); give a checkpoint-<step> folder or 'latest'")
+    return path
+
+
+def rng_state() -> dict:
+    np_state = np.random.get_state()
+    return {"python": random.getstate(), "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]],
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, keys.numpy(), *rest))
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(output_dir: str | os.PathLike, step: int, *, save_model, optimizer_state: dict,
+                    trainer_state: dict, recipe_yaml: str, reference: dict[str, torch.Tensor] | None = None,
+                    rank: int = 0) -> Path:
+    """Write ``checkpoint-<step>`` atomically; ``save_model(dir)`` writes the policy's files."""
+    root = Path(output_dir)
+    final = root / f"{PREFIX}{step}"
+    tmp = root / f"{PREFIX}{step}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    save_model(tmp / "model")
+    torch.save(optimizer_state, tmp / "optimizer.pt")
+    torch.save(rng_state(), tmp / f"rng_rank{rank}.pt")
+    if reference is not None:
+        from safetensors.torch import save_file
+        save_file({k: v.contiguous() for k, v in reference.items()}, str(tmp / "reference.safetensors"))
+    (tmp / "recipe.yaml").write_text(recipe_yaml, encoding="utf-8")
+    (tmp / "trainer_state.json").write_text(json.dumps(trainer_state, indent=2), encoding="utf-8")
+    if final.exists():  # re-saving the same step (e.g. after a resume): replace it whole
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    return final
+
+
+def load_trainer_state(path: Path) -> dict:
+    return json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+
+
+def load_optimizer_state(path: Path, device: torch.device | str = "cpu") -> dict:
+    return torch.load(path / "optimizer.pt", map_location=device, weights_only=True)
+
+
+def load_rng_state(path: Path, rank: int = 0) -> dict:
+    # Python's RNG state is a tuple of ints: our own file, so a full (pickle) load is safe here
+    return torch.load(path / f"rng_rank{rank}.pt", weights_only=False)
+
+
+def prune(output_dir: str | os.PathLike, keep_last: int | None, keep: set[Path] = frozenset()) -> list[Path]:
+    """Delete all but the newest ``keep_last`` checkpoints (never those in ``keep``); return the deleted."""
+    found = checkpoints(output_dir)
+    if keep_last is None:
+        return []
+    doomed = [p for p in found[:-keep_last] if p not in keep] if keep_last else [p for p in found if p not in keep]
+    for p in doomed:
+        shutil.rmtree(p)
+    for leftover in Path(output_dir).glob(f"{PREFIX}*.tmp"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    return doomed

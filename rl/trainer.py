@@ -1,0 +1,235 @@
+"""The training loop: a recipe in, a trained policy out, resumable exactly. Read top to bottom:
+
+    preflight (no weights): recipe checks, rewards, LoRA targets, datasets and their columns
+    setup:  policy (+ LoRA, reference) → optimizer, LR schedule → rollout engine → resume
+    loop:   prompts → RLStep (rollouts, rewards, advantages, num_iterations updates) → log → eval → save
+
+``global_step`` counts optimizer steps (TRL's meaning); one rollout batch gives ``num_iterations`` of
+them. Logging, evaluation and checkpoints happen between rollout batches, when their interval is
+crossed. Everything random is derived from (seed, rollout batch index) — rollout noise, estimator
+masks, prompt order — and the model, optimizer, schedule and prompt position are checkpointed, so a
+resumed run continues exactly as the uninterrupted one would have.
+"""
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+
+import torch
+
+from rewards import build_rewards, reward_columns, weighted_rewards
+from rollouts.engine import RolloutEngine
+
+from . import checkpoint as ckpt
+from .config import RecipeConfig, to_dict, to_yaml
+from .data import TEMPLATES, PromptOrder, load_rows, missing_columns
+from .logger import MetricsLogger
+from .loop import RLStep
+from .policy import build_policy, check_lora_targets
+from .update import PolicyUpdate
+
+
+class Trainer:
+    def __init__(self, cfg: RecipeConfig, log=print):
+        """Preflight: everything that can be wrong with the recipe or the data fails here, before weights load."""
+        self.cfg, self.log = cfg, log
+        self.reward_specs = [{"name": r.name, "weight": r.weight} for r in cfg.algorithm.rewards]
+        try:
+            build_rewards(self.reward_specs)
+        except (KeyError, ValueError) as e:
+            raise ValueError(f"algorithm.rewards: {e}") from None
+        self.template = TEMPLATES.get(cfg.data.prompt_template, "data.prompt_template")
+        self.lora_targets = check_lora_targets(cfg.model) if cfg.model.use_peft else []
+        d = cfg.data
+        self.rows = self._checked_rows("data.dataset", d.dataset, d.dataset_config, d.split, d.data_files, None)
+        self.eval_rows = None
+        if d.eval_dataset is not None or d.eval_data_files is not None:
+            self.eval_rows = self._checked_rows("data.eval_dataset", d.eval_dataset or "json", d.eval_dataset_config,
+                                                d.eval_split, d.eval_data_files, d.eval_limit)
+        t, r = cfg.training, cfg.rollout
+        self.batch_rows = t.per_device_train_batch_size * t.gradient_accumulation_steps
+        self.prompts_per_batch = self.batch_rows // r.num_generations
+        self.max_steps = t.max_steps or cfg.algorithm.num_iterations * math.ceil(
+            t.num_train_epochs * len(self.rows) / self.prompts_per_batch)
+
+    def _checked_rows(self, field: str, dataset, config, split, files, limit) -> list[dict]:
+        rows = load_rows(dataset, config, split, files, limit, seed=self.cfg.training.seed)
+        needed = self.template.columns + tuple(c for spec in self.reward_specs for c in reward_columns(spec["name"]))
+        missing = missing_columns(list(rows[0]), needed)
+        if missing:
+            raise ValueError(f"{field} {dataset!r} has no column {', '.join(missing)} (needed by prompt template "
+                             f"{self.template.name!r} or the rewards); its columns are {sorted(rows[0])}: rename "
+                             f"them or pick another data.prompt_template / reward")
+        return rows
+
+    # ---- setup ---------------------------------------------------------------------------------------
+    def setup(self) -> "Trainer":
+        cfg, t = self.cfg, self.cfg.training
+        seed_everything(t.seed)  # LoRA initialisation and dropout draw from the global generators
+        self.policy = build_policy(cfg.model, t, cfg.algorithm.beta, self.lora_targets, self.log)
+        adapter = self.policy.adapter
+        self.optimizer = torch.optim.AdamW(self.policy.trainable, lr=t.learning_rate, weight_decay=t.weight_decay,
+                                           betas=(t.adam_beta1, t.adam_beta2))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        sampler = cfg.rollout.sampler()
+        self.engine = RolloutEngine(adapter, sampler, batch_size=cfg.rollout.generation_batch_size,
+                                    system_prompt=None)
+        self.eval_engine = RolloutEngine(adapter, type(sampler)(**{**sampler.as_dict(), "temperature": 0.0,
+                                                                   "record_predictions": False}))
+        self.update = PolicyUpdate(adapter, cfg.algorithm, micro_batch_size=t.per_device_train_batch_size,
+                                   reference=self.policy.reference)
+        self.rewards = build_rewards(self.reward_specs)
+        self.order = PromptOrder(len(self.rows), t.seed)
+        self.global_step = self.batches_done = self.evals_without_improvement = 0
+        self.best_metric, self.best_checkpoint, run_id = None, None, None
+        self._reward_means: dict[str, float] = {}
+        self._last_samples: tuple[list, list, list] = ([], [], [])
+        resume = ckpt.resolve_resume(t.resume_from, t.output_dir)
+        if resume is not None:
+            run_id = self._restore(resume)
+        self.logger = MetricsLogger(t.output_dir, cfg.logging.report_to, project=cfg.logging.project,
+                                    run_name=cfg.logging.run_name, config=to_dict(cfg), run_id=run_id,
+                                    resume_step=self.global_step if resume is not None else None,
+                                    max_steps=self.max_steps, log=self.log)
+        return self
+
+    def _lr_factor(self, step: int) -> float:
+        t = self.cfg.training
+        if step < t.warmup_steps:
+            return (step + 1) / (t.warmup_steps + 1)
+        progress = (step - t.warmup_steps) / max(1, self.max_steps - t.warmup_steps)
+        if t.lr_scheduler_type == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+        if t.lr_scheduler_type == "linear":
+            return max(0.0, 1 - progress)
+        return 1.0
+
+    # ---- the loop ----------------------------------------------------------------------------------
+    def train(self) -> dict[str, float]:
+        t, last = self.cfg.training, {}
+        step = RLStep(self.engine, self.update, None, self.cfg.rollout.num_generations)
+        while self.global_step < self.max_steps:
+            batch_rows = [self.rows[i] for i in self.order.take(self.prompts_per_batch)]
+            step.score = self._scorer(batch_rows, self.cfg.rollout.num_generations)
+            before = self.global_step
+            autocast = torch.autocast(self.policy.adapter.device.type, dtype=torch.bfloat16, enabled=t.bf16)
+            with autocast:
+                metrics = step([self.template.render(r, self.cfg.data.system_prompt) for r in batch_rows],
+                               self._optimizer_step, seed=self._batch_seed())
+            self.batches_done += 1
+            metrics.update(self._reward_means, lr=self.scheduler.get_last_lr()[0], epoch=self.order.epochs_done)
+            if self.cfg.logging.log_completions:
+                self._log_samples(step)
+            if self._crossed(before, self.cfg.logging.logging_steps):
+                self.logger.metrics(self.global_step, metrics)
+            stop = False
+            if self.eval_rows is not None and t.eval_steps and self._crossed(before, t.eval_steps):
+                stop = self._evaluate()
+            if self._crossed(before, t.save_steps) or self.global_step >= self.max_steps or stop:
+                self.save()
+            last = metrics
+            if stop:
+                self.log(f"early stopping: no better eval reward in {t.early_stopping_patience} evaluations")
+                break
+        self.logger.close()
+        return last
+
+    def _crossed(self, before: int, every: int) -> bool:
+        return self.global_step // every > before // every
+
+    def _batch_seed(self) -> int:
+        return random.Random(f"rollout:{self.cfg.training.seed}:{self.batches_done}").randrange(2 ** 31)
+
+    def _optimizer_step(self) -> None:
+        t = self.cfg.training
+        if t.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.policy.trainable, t.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.global_step += 1
+        if self.policy.reference is not None:
+            self.policy.reference.maybe_sync(self.global_step)
+
+    def _scorer(self, rows: list[dict], group: int):
+        """Decode completions and score them with the recipe's rewards and each one's dataset row."""
+        adapter = self.policy.adapter
+
+        def score(prompt_ids, completions, index):
+            texts = [adapter.decode_completion(c) for c in completions]
+            prompts = [adapter.tokenizer.decode(p) for p in prompt_ids]
+            columns = {k: [rows[i // group].get(k) for i in index] for k in rows[0]}
+            breakdown = weighted_rewards(self.reward_specs, prompts, texts, **columns)
+            if len(index) == len(rows) * group and index == list(range(len(index))):  # the final completions
+                self._reward_means = {f"rewards/{k}": sum(v or 0.0 for v in vals) / len(vals)
+                                      for k, vals in breakdown.per_reward.items()}
+                self._last_samples = (prompts, texts, breakdown.total)
+            return torch.tensor(breakdown.total)
+        return score
+
+    def _log_samples(self, step: RLStep) -> None:
+        prompts, texts, totals = self._last_samples
+        self.logger.completions(self.global_step, prompts, texts, totals,
+                                show=self.cfg.logging.num_completions_to_print)
+
+    def _evaluate(self) -> bool:
+        """Greedy decoding of the eval prompts; returns True when early stopping should fire."""
+        rows = self.eval_rows
+        self.policy.adapter.model.eval()
+        traj = self.eval_engine.rollout([self.template.render(r, self.cfg.data.system_prompt) for r in rows], seed=0)
+        adapter = self.policy.adapter
+        texts = [adapter.decode_completion(c) for c in traj.completion_ids]
+        prompts = [adapter.tokenizer.decode(p[m.bool()]) for p, m in zip(traj.prompt_ids, traj.prompt_mask)]
+        columns = {k: [r.get(k) for r in rows] for k in rows[0]}
+        breakdown = weighted_rewards(self.reward_specs, prompts, texts, **columns)
+        value = sum(breakdown.total) / len(rows)
+        values = {"eval/reward": value, **{f"eval/rewards/{k}": sum(x or 0.0 for x in v) / len(v)
+                                          for k, v in breakdown.per_reward.items()}}
+        self.logger.metrics(self.global_step, values)
+        if self.best_metric is None or value > self.best_metric:
+            self.best_metric, self.evals_without_improvement = value, 0
+            self.best_checkpoint = str(self.save()) if self.cfg.training.keep_best else None
+            return False
+        self.evals_without_improvement += 1
+        patience = self.cfg.training.early_stopping_patience
+        return patience is not None and self.evals_without_improvement >= patience
+
+    # ---- checkpoints -----------------------------------------------------------------------------------
+    def save(self) -> Path:
+        t = self.cfg.training
+        state = {"global_step": self.global_step, "batches_done": self.batches_done, "order": self.order.state_dict(),
+                 "best_metric": self.best_metric, "best_checkpoint": self.best_checkpoint,
+                 "evals_without_improvement": self.evals_without_improvement, "run_id": self.logger.run_id}
+        path = ckpt.save_checkpoint(
+            t.output_dir, self.global_step, save_model=self.policy.save, trainer_state=state,
+            optimizer_state={"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()},
+            recipe_yaml=to_yaml(self.cfg), reference=self.policy.reference_state())
+        keep = {Path(self.best_checkpoint)} if self.best_checkpoint else set()
+        ckpt.prune(t.output_dir, t.save_total_limit, keep | {path})
+        return path
+
+    def _restore(self, path: Path) -> str:
+        self.log(f"resuming from {path}")
+        self.policy.load(path)
+        opt = ckpt.load_optimizer_state(path, self.policy.adapter.device)
+        self.optimizer.load_state_dict(opt["optimizer"])
+        self.scheduler.load_state_dict(opt["scheduler"])
+        ckpt.set_rng_state(ckpt.load_rng_state(path))
+        state = ckpt.load_trainer_state(path)
+        self.global_step, self.batches_done = state["global_step"], state["batches_done"]
+        self.order.load_state_dict(state["order"])
+        self.best_metric, self.best_checkpoint = state["best_metric"], state["best_checkpoint"]
+        self.evals_without_improvement = state["evals_without_improvement"]
+        return state["run_id"]
+
+
+def seed_everything(seed: int) -> None:
+    import numpy as np
+    random.seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    torch.manual_seed(seed)
+
+
+def train(cfg: RecipeConfig, log=print) -> dict[str, float]:
+    return Trainer(cfg, log).setup().train()

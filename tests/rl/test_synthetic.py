@@ -1,0 +1,122 @@
+"""Tests for rl/synthetic.py: the carry trace, answer checking on any input, and disjoint splits."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rl.synthetic import (
+    HELD_OUT_EVERY, carry_trace, check_answer, extract_answer, make_addition_dataset, make_example, split_of,
+)
+
+STEP = re.compile(r"^(\d)\+(\d)\+([01])=(\d\d)$")
+
+
+@pytest.mark.parametrize("a, b, trace", [
+    (47, 385, "7+5+0=12;4+8+1=13;0+3+1=04"),
+    (385, 47, "5+7+0=12;8+4+1=13;3+0+1=04"),
+    (0, 0, "0+0+0=00"),
+    (9, 1, "9+1+0=10"),
+    (999, 1, "9+1+0=10;9+0+1=10;9+0+1=10"),
+    (12, 34, "2+4+0=06;1+3+0=04"),
+    (5, 12345, "5+5+0=10;0+4+1=05;0+3+0=03;0+2+0=02;0+1+0=01"),
+])
+def test_carry_trace_known_pairs(a, b, trace):
+    assert carry_trace(a, b) == trace
+
+
+def _answer_from_trace(trace: str) -> int:
+    """The answer read off a trace as the module docstring says: the last sum, then the earlier
+    steps' ones digits read backwards."""
+    sums = [STEP.match(step).group(4) for step in trace.split(";")]
+    return int(sums[-1] + "".join(s[1] for s in reversed(sums[:-1])))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 10 ** 6), st.integers(0, 10 ** 6))
+def test_carry_trace_is_correct_column_arithmetic(a, b):
+    steps = carry_trace(a, b).split(";")
+    assert len(steps) == max(len(str(a)), len(str(b)))
+    da, db, carry = str(a)[::-1], str(b)[::-1], 0
+    for k, step in enumerate(steps):
+        m = STEP.match(step)
+        assert m, step
+        x, y, c, s = (int(g) for g in m.groups())
+        assert (x, y, c) == (int(da[k]) if k < len(da) else 0, int(db[k]) if k < len(db) else 0, carry)
+        assert s == x + y + c  # carry in = tens digit of the previous sum
+        carry = s // 10
+    assert _answer_from_trace(carry_trace(a, b)) == a + b
+
+
+def test_example_format_and_its_answer_checks():
+    ex = make_example(47, 385)
+    assert ex.prompt == "What is 47 + 385?"
+    assert ex.completion == "<reasoning>7+5+0=12;4+8+1=13;0+3+1=04</reasoning>\n<answer>432</answer>"
+    assert ex.answer == "432"
+    assert extract_answer(ex.completion) == "432"
+    assert check_answer(ex.completion, ex.answer) and check_answer(ex.completion, 432)
+    assert not check_answer(ex.completion.replace("432", "433"), ex.answer)
+
+
+@pytest.mark.parametrize("text, answer, ok", [
+    ("<answer>0432</answer>", "432", True),
+    ("<answer> -7 </answer>", -7, True),
+    ("<answer>1</answer><answer>2</answer>", "1", True),  # the first answer counts
+    ("<answer>12", "12", False),
+    ("<answer></answer>", "", False),
+    ("<answer>abc</answer>", "abc", False),
+    ("<answer>12</answer>", "twelve", False),
+    ("<answer>12</answer>", None, False),
+    ("", "0", False),
+    (None, "1", False),
+    (12, "12", False),
+    (b"<answer>1</answer>", "1", False),
+    ("<answer>" + "9" * 100 + "</answer>", "9" * 100, True),
+])
+def test_check_answer_cases(text, answer, ok):
+    assert check_answer(text, answer) is ok
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(), st.none(), st.integers(), st.binary(), st.lists(st.text())),
+       st.one_of(st.text(), st.none(), st.integers(), st.floats()))
+def test_extract_and_check_never_raise(text, answer):
+    got = extract_answer(text)
+    assert got is None or isinstance(got, str)
+    assert isinstance(check_answer(text, answer), bool)
+    assert isinstance(check_answer(f"<answer>{text}</answer>", answer), bool)
+
+
+def test_check_answer_on_huge_numbers_does_not_raise():
+    huge = "9" * 5000  # past Python's int-from-str digit limit: int() raises ValueError, caught
+    assert isinstance(check_answer(f"<answer>{huge}</answer>", huge), bool)
+
+
+def test_splits_are_disjoint_and_stable():
+    train = make_addition_dataset(2000, seed=0, max_digits=2, split="train")
+    held = make_addition_dataset(200, seed=0, max_digits=2, split="held_out")
+    assert {ex.prompt for ex in train}.isdisjoint({ex.prompt for ex in held})
+    pairs = [tuple(map(int, re.findall(r"\d+", ex.prompt))) for ex in held]
+    assert all(split_of(a, b) == "held_out" for a, b in pairs)
+    # about one pair in HELD_OUT_EVERY is held out, over every pair of the range
+    every = [split_of(a, b) for a in range(100) for b in range(100)]
+    assert abs(every.count("held_out") / len(every) - 1 / HELD_OUT_EVERY) < 0.02
+    assert split_of(47, 385) == split_of(47, 385)
+
+
+def test_dataset_is_deterministic_and_respects_digit_range():
+    a = make_addition_dataset(50, seed=3, min_digits=2, max_digits=3)
+    assert a == make_addition_dataset(50, seed=3, min_digits=2, max_digits=3)
+    assert a != make_addition_dataset(50, seed=4, min_digits=2, max_digits=3)
+    for ex in a:
+        x, y = map(int, re.findall(r"\d+", ex.prompt))
+        assert 10 <= x <= 999 and 10 <= y <= 999
+        assert int(ex.answer) == x + y and check_answer(ex.completion, ex.answer)
+
+
+@pytest.mark.parametrize("kwargs", [dict(split="test"), dict(min_digits=0), dict(min_digits=3, max_digits=2)])
+def test_dataset_rejects_bad_arguments(kwargs):
+    with pytest.raises(ValueError):
+        make_addition_dataset(1, seed=0, **kwargs)
