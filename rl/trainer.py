@@ -119,10 +119,11 @@ class Trainer:
                                self._optimizer_step, seed=self._batch_seed())
             self.batches_done += 1
             metrics.update(self._reward_means, lr=self.scheduler.get_last_lr()[0], epoch=self.order.epochs_done)
-            if self.cfg.logging.log_completions:
-                self._log_samples(step)
             if self._crossed(before, self.cfg.logging.logging_steps):
                 self.logger.metrics(self.global_step, metrics)
+                if self.cfg.logging.log_completions:
+                    self.logger.completions(self.global_step, *self._last_samples,
+                                            show=self.cfg.logging.num_completions_to_print)
             stop = False
             if self.eval_rows is not None and t.eval_steps and self._crossed(before, t.eval_steps):
                 stop = self._evaluate()
@@ -167,11 +168,6 @@ class Trainer:
                 self._last_samples = (prompts, texts, breakdown.total)
             return torch.tensor(breakdown.total)
         return score
-
-    def _log_samples(self, step: RLStep) -> None:
-        prompts, texts, totals = self._last_samples
-        self.logger.completions(self.global_step, prompts, texts, totals,
-                                show=self.cfg.logging.num_completions_to_print)
 
     def _evaluate(self) -> bool:
         """Greedy decoding of the eval prompts; returns True when early stopping should fire."""

@@ -194,11 +194,13 @@ def left_pad(rows: Sequence[Sequence[int]], pad_id: int, device: torch.device | 
 
 def load_model(name_or_path: str | os.PathLike, *, dtype: str | torch.dtype = "float32",
                device: str | torch.device = "auto", tokenizer: str | None = None, revision: str | None = None,
-               trust_remote_code: bool = False, mask_token_id: int | None = None) -> ModelAdapter:
+               trust_remote_code: bool = False, mask_token_id: int | None = None,
+               adapter: str | os.PathLike | None = None) -> ModelAdapter:
     """Load a dLLM checkpoint (local directory or Hub id) into a :class:`ModelAdapter`.
 
     ``tokenizer``: None → the checkpoint's own (loaded on first use), ``"bytes"`` → the built-in byte
-    tokenizer, else a path or Hub id. Unknown model types need ``trust_remote_code=True``.
+    tokenizer, else a path or Hub id. Unknown model types need ``trust_remote_code=True``. ``adapter``:
+    a PEFT LoRA directory (``adapter_config.json`` + weights) merged into the loaded weights.
     """
     path = resolve_checkpoint(name_or_path, revision)
     cfg = read_config(path)
@@ -222,5 +224,16 @@ def load_model(name_or_path: str | os.PathLike, *, dtype: str | torch.dtype = "f
     width = model.arch.vocab_size if hasattr(model, "arch") else cfg.get("vocab_size")
     if width is not None and not 0 <= ids.mask < width:
         raise CheckpointError(f"{source}: mask_token_id {ids.mask} is outside the vocabulary (0..{width - 1})")
+    if adapter is not None:
+        model = merge_lora(model, adapter)
     model.eval()
     return ModelAdapter(model, family, ids, tokenizer_spec=tokenizer, source=path, revision=revision)
+
+
+def merge_lora(model: nn.Module, adapter_dir: str | os.PathLike) -> nn.Module:
+    """``model`` with the LoRA adapter in ``adapter_dir`` merged into its weights (a plain module again)."""
+    if not (Path(adapter_dir) / "adapter_config.json").is_file():
+        raise CheckpointError(f"{adapter_dir} has no adapter_config.json; pass a LoRA adapter directory "
+                              f"(a training checkpoint's model/ folder when use_peft was on)")
+    from peft import PeftModel
+    return PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()

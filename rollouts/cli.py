@@ -63,6 +63,8 @@ def add_generate_parser(sub) -> None:
     p.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit)")
     p.add_argument("--trust-remote-code", action="store_true", help="allow non-native model types via their own code")
     p.add_argument("--mask-token-id", type=int, default=None, help="override config.json's mask_token_id")
+    p.add_argument("--adapter", default=None, help="LoRA adapter directory (e.g. a training checkpoint's model/), "
+                                                   "merged into the model's weights before decoding")
     add_sampler_arguments(p)
     p.set_defaults(func=run_generate)
 
@@ -78,7 +80,7 @@ def run_generate(args: argparse.Namespace) -> int:
     from .adapter import left_pad
     adapter = load_model(args.model, dtype=args.dtype, device=args.device, tokenizer=args.tokenizer,
                          revision=args.revision, trust_remote_code=args.trust_remote_code,
-                         mask_token_id=args.mask_token_id)
+                         mask_token_id=args.mask_token_id, adapter=args.adapter)
     if args.prompt_ids:
         ids, mask = left_pad([_parse_ids(t) for t in args.prompt_ids], adapter.pad_id, adapter.device)
     else:

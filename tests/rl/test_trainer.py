@@ -83,6 +83,10 @@ def test_resume_after_a_crash_continues_exactly(tmp_path, monkeypatch, lora):
     assert [p.name for p in sorted(crashed.glob("checkpoint-*"))] == ["checkpoint-2"]
     Trainer(recipe(crashed, *common, "training.resume_from=latest")).setup().train()
 
+    if lora:  # the adapter checkpoint decodes through `unmask generate --adapter`
+        assert cli.main(["generate", "--model", FIXTURE, "--tokenizer", "bytes", "--device", "cpu", "--adapter",
+                         str(crashed / "checkpoint-6" / "model"), "--prompt", "1+1=",
+                         "--max-completion-length", "8", "--diffusion-steps", "8"]) == 0
     a, b = metrics(whole), metrics(crashed)
     assert [r["step"] for r in b] == [2, 4, 6]
     for ra, rb in zip(a, b):
@@ -133,3 +137,19 @@ def test_bad_recipes_fail_before_any_model_is_loaded(tmp_path, monkeypatch):
         Trainer(recipe(tmp_path, "algorithm.rewards=[{name: gsm8k}]"))
     with pytest.raises(ValueError, match=r"data\.prompt_template 'd2' is not a registered prompt template; did you mean 'd1'"):
         Trainer(recipe(tmp_path, "data.prompt_template=d2"))
+
+
+def test_eval_keeps_the_best_checkpoint_and_stops_early(tmp_path):
+    cfg = recipe(tmp_path, "data.eval_dataset=synthetic_addition", "data.eval_dataset_config=1-2", "data.eval_limit=4",
+                 "training.eval_steps=2", "training.max_steps=12", "training.save_steps=100",
+                 "training.save_total_limit=1", "training.early_stopping_patience=1", "training.learning_rate=0.05")
+    trainer = Trainer(cfg).setup()
+    trainer.train()
+    evals = [r for r in metrics(tmp_path) if "eval/reward" in r]
+    assert len(evals) >= 2 and trainer.global_step < 12          # stopped before max_steps
+    assert evals[-1]["eval/reward"] <= max(r["eval/reward"] for r in evals[:-1])  # no improvement, then stop
+    best = max(evals, key=lambda r: (r["eval/reward"], -r["step"]))
+    kept = sorted(p.name for p in tmp_path.glob("checkpoint-*"))
+    assert f"checkpoint-{best['step']}" in kept and f"checkpoint-{trainer.global_step}" in kept
+    state = json.loads((tmp_path / f"checkpoint-{trainer.global_step}" / "trainer_state.json").read_text())
+    assert state["best_checkpoint"].endswith(f"checkpoint-{best['step']}")
