@@ -25,8 +25,19 @@ def model_config(name_or_path: str, revision: str | None = None) -> dict:
     return read_config(resolve_checkpoint(name_or_path, revision, patterns=["config.json"]))
 
 
+def output_head_names(model: torch.nn.Module) -> list[str]:
+    """The linear layer(s) holding the output head: LoRA never wraps it (LLaDA names it ``ff_out`` like
+    every block's down-projection, so the family's ``ff_out`` target would otherwise catch it too)."""
+    if not hasattr(model, "parts"):
+        return []
+    head = model.parts()[3]
+    return [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and m.weight is head]
+
+
 def linear_names(model: torch.nn.Module) -> list[str]:
-    return [name for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+    """Linear layers LoRA may wrap (all but the output head)."""
+    heads = set(output_head_names(model))
+    return [name for name, m in model.named_modules() if isinstance(m, torch.nn.Linear) and name not in heads]
 
 
 def lora_matches(names: list[str], targets: list[str]) -> dict[str, int]:
@@ -99,7 +110,7 @@ def build_policy(model_cfg, training_cfg, beta: float, targets: list[str], log=p
         counts = lora_matches(linear_names(adapter.model), targets)
         peft_model = get_peft_model(adapter.model, LoraConfig(
             r=model_cfg.lora_r, lora_alpha=model_cfg.lora_alpha, lora_dropout=model_cfg.lora_dropout,
-            target_modules=targets))
+            target_modules=targets, exclude_modules=output_head_names(adapter.model) or None))
         peft_model.peft_config["default"].base_model_name_or_path = str(model_cfg.name_or_path)
         trainable = sum(p.numel() for p in adapter.model.parameters() if p.requires_grad)
         log(f"LoRA r={model_cfg.lora_r} alpha={model_cfg.lora_alpha}: {sum(counts.values())} linear layers wrapped "

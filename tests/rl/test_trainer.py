@@ -153,3 +153,15 @@ def test_eval_keeps_the_best_checkpoint_and_stops_early(tmp_path):
     assert f"checkpoint-{best['step']}" in kept and f"checkpoint-{trainer.global_step}" in kept
     state = json.loads((tmp_path / f"checkpoint-{trainer.global_step}" / "trainer_state.json").read_text())
     assert state["best_checkpoint"].endswith(f"checkpoint-{best['step']}")
+
+
+def test_lora_wraps_every_family_target_but_not_the_output_head(tmp_path):
+    from rl.policy import build_policy
+    cfg = recipe(tmp_path, "model.use_peft=true", "model.lora_r=4")
+    trainer = Trainer(cfg)
+    lines = []
+    policy = build_policy(cfg.model, cfg.training, 0.0, trainer.lora_targets, lines.append)
+    wrapped = {n for n, m in policy.adapter.model.named_modules() if hasattr(m, "lora_A")}
+    assert len(wrapped) == 14 and not any(n.endswith("transformer.ff_out") for n in wrapped)  # 7 per block
+    assert "14 linear layers wrapped" in lines[0]
+    assert all(p.requires_grad == ("lora_" in n) for n, p in policy.adapter.model.named_parameters())
