@@ -40,6 +40,10 @@ class Trainer:
         except (KeyError, ValueError) as e:
             raise ValueError(f"algorithm.rewards: {e}") from None
         self.template = TEMPLATES.get(cfg.data.prompt_template, "data.prompt_template")
+        if cfg.model.load_in_4bit:
+            raise ValueError("model.load_in_4bit: 4-bit (QLoRA) loading of the native LLaDA/Dream models is not "
+                             "implemented yet; set model.load_in_4bit: false (bf16 LoRA of an 8B model fits 24 GB: "
+                             "see recipes/llada-gsm8k-lora-24gb.yaml)")
         self.lora_targets = check_lora_targets(cfg.model) if cfg.model.use_peft else []
         d = cfg.data
         self.rows = self._checked_rows("data.dataset", d.dataset, d.dataset_config, d.split, d.data_files, None)
