@@ -5,7 +5,8 @@
   ``adapter_model.safetensors``) or full weights (``config.json``, ``model.safetensors``) — loadable by
   ``unmask generate`` / ``unmask eval`` (``--adapter`` for LoRA);
 - ``reference.safetensors``: a frozen reference copy's weights (full fine-tuning only);
-- ``optimizer.pt``: optimizer and LR-scheduler state (tensors and numbers only: ``weights_only`` loads);
+- ``optimizer.pt``: optimizer and LR-scheduler state (tensors and numbers only: ``weights_only`` loads), or
+  under DeepSpeed ``deepspeed/`` (its own checkpoint: partitioned optimizer state of every rank);
 - ``rng_rank<r>.pt``: Python, NumPy and torch RNG states of each rank;
 - ``trainer_state.json``: step counters, the prompt order's position, best eval metric, the logger's
   run id; ``recipe.yaml``: the resolved recipe.
@@ -69,25 +70,29 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(output_dir: str | os.PathLike, step: int, *, save_model, optimizer_state: dict,
-                    trainer_state: dict, recipe_yaml: str, reference: dict[str, torch.Tensor] | None = None,
-                    rank: int = 0) -> Path:
-    """Write ``checkpoint-<step>`` atomically; ``save_model(dir)`` writes the policy's files."""
-    root = Path(output_dir)
-    final = root / f"{PREFIX}{step}"
-    tmp = root / f"{PREFIX}{step}.tmp"
+def begin(output_dir: str | os.PathLike, step: int) -> Path:
+    """A fresh ``checkpoint-<step>.tmp`` folder to write into (the main rank calls this)."""
+    tmp = Path(output_dir) / f"{PREFIX}{step}.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    save_model(tmp / "model")
-    torch.save(optimizer_state, tmp / "optimizer.pt")
+    return tmp
+
+
+def save_rng(tmp: Path, rank: int = 0) -> None:
     torch.save(rng_state(), tmp / f"rng_rank{rank}.pt")
+
+
+def commit(tmp: Path, *, trainer_state: dict, recipe_yaml: str,
+           reference: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write the run's state next to what the ranks wrote into ``tmp``, then rename it into place."""
     if reference is not None:
         from safetensors.torch import save_file
         save_file({k: v.contiguous() for k, v in reference.items()}, str(tmp / "reference.safetensors"))
     (tmp / "recipe.yaml").write_text(recipe_yaml, encoding="utf-8")
     (tmp / "trainer_state.json").write_text(json.dumps(trainer_state, indent=2), encoding="utf-8")
-    if final.exists():  # re-saving the same step (e.g. after a resume): replace it whole
+    final = tmp.with_name(tmp.name.removesuffix(".tmp"))
+    if final.exists():  # re-saving the same step (e.g. the best checkpoint at a save step): replace it whole
         shutil.rmtree(final)
     os.replace(tmp, final)
     return final
@@ -95,10 +100,6 @@ def save_checkpoint(output_dir: str | os.PathLike, step: int, *, save_model, opt
 
 def load_trainer_state(path: Path) -> dict:
     return json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
-
-
-def load_optimizer_state(path: Path, device: torch.device | str = "cpu") -> dict:
-    return torch.load(path / "optimizer.pt", map_location=device, weights_only=True)
 
 
 def load_rng_state(path: Path, rank: int = 0) -> dict:

@@ -52,7 +52,8 @@ class RLStep:
     def __call__(self, prompts: Sequence, optimizer_step: Callable[[], None], seed: int) -> dict[str, float]:
         settings = self.update.settings
         self.engine.adapter.model.eval()
-        traj = self.engine.rollout(prompts, num_generations=self.num_generations, seed=seed)
+        with self.update.backend.full_parameters():  # ZeRO-3: one gather for the whole rollout
+            traj = self.engine.rollout(prompts, num_generations=self.num_generations, seed=seed)
         rows = prompt_rows(traj)
         rewards = self.score(rows, traj.completion_ids, list(range(traj.batch_size))).float().nan_to_num(0.0)
         step_rewards = None

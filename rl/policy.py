@@ -94,13 +94,18 @@ class Policy:
             set_peft_model_state_dict(self.peft_model, load_file(str(model_dir / "adapter_model.safetensors")))
         else:
             self.adapter.model.load_state_dict(load_file(str(model_dir / "model.safetensors")))
+        self.load_reference(checkpoint)
+
+    def load_reference(self, checkpoint: Path) -> None:
+        from safetensors.torch import load_file
         if (checkpoint / "reference.safetensors").is_file() and isinstance(self.reference, FrozenCopyReference):
             self.reference.adapter.model.load_state_dict(load_file(str(checkpoint / "reference.safetensors")))
 
 
-def build_policy(model_cfg, training_cfg, beta: float, targets: list[str], log=print) -> Policy:
+def build_policy(model_cfg, training_cfg, beta: float, targets: list[str], log=print,
+                 device: str | None = None) -> Policy:
     """Load the model, wrap it with LoRA when asked, and build its reference policy (if beta > 0)."""
-    adapter = load_model(model_cfg.name_or_path, dtype=model_cfg.dtype, device=model_cfg.device,
+    adapter = load_model(model_cfg.name_or_path, dtype=model_cfg.dtype, device=device or model_cfg.device,
                          tokenizer=model_cfg.tokenizer, revision=model_cfg.revision,
                          trust_remote_code=model_cfg.trust_remote_code)
     adapter.model.gradient_checkpointing = model_cfg.gradient_checkpointing

@@ -1,10 +1,13 @@
 """``python -m rl.train RECIPE [key=value ...]``: train from a recipe (also ``unmask train``).
 
 One process, CPU or one GPU:   unmask train recipes/tiny-cpu.yaml training.max_steps=8
+DeepSpeed ZeRO, N ranks:       deepspeed --num_gpus N --module rl.train RECIPE training.deepspeed=recipes/deepspeed/zero2.json
+(on a CPU-only machine the ranks use gloo; add a hostfile for several nodes, as DeepSpeed's launcher documents)
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -22,7 +25,8 @@ def run(recipe: str, overrides: list[str]) -> int:
     from .trainer import train
     cfg = load_recipe(recipe, overrides)
     metrics = train(cfg)
-    print(f"done: {cfg.training.output_dir} (last reward {metrics.get('reward', float('nan')):.4f})")
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"done: {cfg.training.output_dir} (last reward {metrics.get('reward', float('nan')):.4f})")
     return 0
 
 

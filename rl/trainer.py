@@ -26,6 +26,7 @@ from .config import RecipeConfig, to_dict, to_yaml
 from .data import TEMPLATES, PromptOrder, load_rows, missing_columns
 from .logger import MetricsLogger
 from .loop import RLStep
+from .distributed import make_backend
 from .policy import build_policy, check_lora_targets
 from .update import PolicyUpdate
 
@@ -70,19 +71,24 @@ class Trainer:
     # ---- setup ---------------------------------------------------------------------------------------
     def setup(self) -> "Trainer":
         cfg, t = self.cfg, self.cfg.training
+        self.backend = make_backend(t)
+        if not self.backend.is_main:
+            self.log = lambda *args, **kwargs: None
         seed_everything(t.seed)  # LoRA initialisation and dropout draw from the global generators
-        self.policy = build_policy(cfg.model, t, cfg.algorithm.beta, self.lora_targets, self.log)
+        self.policy = build_policy(cfg.model, t, cfg.algorithm.beta, self.lora_targets, self.log,
+                                   device=self._device())
         adapter = self.policy.adapter
-        self.optimizer = torch.optim.AdamW(self.policy.trainable, lr=t.learning_rate, weight_decay=t.weight_decay,
-                                           betas=(t.adam_beta1, t.adam_beta2))
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        optimizer = torch.optim.AdamW(self.policy.trainable, lr=t.learning_rate, weight_decay=t.weight_decay,
+                                      betas=(t.adam_beta1, t.adam_beta2))
+        self.backend.wrap(adapter.model, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor), t,
+                          t.bf16)
         sampler = cfg.rollout.sampler()
         self.engine = RolloutEngine(adapter, sampler, batch_size=cfg.rollout.generation_batch_size,
                                     system_prompt=None)
         self.eval_engine = RolloutEngine(adapter, type(sampler)(**{**sampler.as_dict(), "temperature": 0.0,
                                                                    "record_predictions": False}))
         self.update = PolicyUpdate(adapter, cfg.algorithm, micro_batch_size=t.per_device_train_batch_size,
-                                   reference=self.policy.reference)
+                                   reference=self.policy.reference, backend=self.backend)
         self.rewards = build_rewards(self.reward_specs)
         self.order = PromptOrder(len(self.rows), t.seed)
         self.global_step = self.batches_done = self.evals_without_improvement = 0
@@ -92,11 +98,21 @@ class Trainer:
         resume = ckpt.resolve_resume(t.resume_from, t.output_dir)
         if resume is not None:
             run_id = self._restore(resume)
-        self.logger = MetricsLogger(t.output_dir, cfg.logging.report_to, project=cfg.logging.project,
+        self.logger = MetricsLogger(t.output_dir, cfg.logging.report_to if self.backend.is_main else [],
+                                    project=cfg.logging.project,
                                     run_name=cfg.logging.run_name, config=to_dict(cfg), run_id=run_id,
                                     resume_step=self.global_step if resume is not None else None,
                                     max_steps=self.max_steps, log=self.log)
         return self
+
+    def _device(self) -> str:
+        """Each rank of a multi-GPU launch takes its own GPU; otherwise the recipe's device."""
+        import os
+        if self.backend.world_size > 1 and torch.cuda.is_available() and self.cfg.model.device in ("auto", "cuda"):
+            local = int(os.environ.get("LOCAL_RANK", "0"))
+            torch.cuda.set_device(local)
+            return f"cuda:{local}"
+        return self.cfg.model.device
 
     def _lr_factor(self, step: int) -> float:
         t = self.cfg.training
@@ -114,15 +130,18 @@ class Trainer:
         t, last = self.cfg.training, {}
         step = RLStep(self.engine, self.update, None, self.cfg.rollout.num_generations)
         while self.global_step < self.max_steps:
-            batch_rows = [self.rows[i] for i in self.order.take(self.prompts_per_batch)]
+            ppb, rank = self.prompts_per_batch, self.backend.rank
+            global_rows = self.order.take(ppb * self.backend.world_size)  # same on every rank; each takes its share
+            batch_rows = [self.rows[i] for i in global_rows[rank * ppb: (rank + 1) * ppb]]
             step.score = self._scorer(batch_rows, self.cfg.rollout.num_generations)
             before = self.global_step
-            autocast = torch.autocast(self.policy.adapter.device.type, dtype=torch.bfloat16, enabled=t.bf16)
-            with autocast:
+            with self.backend.autocast(self.policy.adapter.device, t.bf16):
                 metrics = step([self.template.render(r, self.cfg.data.system_prompt) for r in batch_rows],
                                self._optimizer_step, seed=self._batch_seed())
             self.batches_done += 1
-            metrics.update(self._reward_means, lr=self.scheduler.get_last_lr()[0], epoch=self.order.epochs_done)
+            metrics.update(self._reward_means)
+            metrics = {k: self.backend.sum(v) / self.backend.world_size for k, v in sorted(metrics.items())}
+            metrics.update(lr=self.backend.scheduler.get_last_lr()[0], epoch=self.order.epochs_done)
             if self._crossed(before, self.cfg.logging.logging_steps):
                 self.logger.metrics(self.global_step, metrics)
                 if self.cfg.logging.log_completions:
@@ -138,21 +157,18 @@ class Trainer:
                 self.log(f"early stopping: no better eval reward in {t.early_stopping_patience} evaluations")
                 break
         self.logger.close()
+        self.backend.close()
         return last
 
     def _crossed(self, before: int, every: int) -> bool:
         return self.global_step // every > before // every
 
     def _batch_seed(self) -> int:
-        return random.Random(f"rollout:{self.cfg.training.seed}:{self.batches_done}").randrange(2 ** 31)
+        seed = self.cfg.training.seed
+        return random.Random(f"rollout:{seed}:{self.batches_done}:{self.backend.rank}").randrange(2 ** 31)
 
     def _optimizer_step(self) -> None:
-        t = self.cfg.training
-        if t.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.policy.trainable, t.max_grad_norm)
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        self.backend.step()
         self.global_step += 1
         if self.policy.reference is not None:
             self.policy.reference.maybe_sync(self.global_step)
@@ -177,7 +193,8 @@ class Trainer:
         """Greedy decoding of the eval prompts; returns True when early stopping should fire."""
         rows = self.eval_rows
         self.policy.adapter.model.eval()
-        traj = self.eval_engine.rollout([self.template.render(r, self.cfg.data.system_prompt) for r in rows], seed=0)
+        with torch.no_grad(), self.backend.full_parameters():  # every rank decodes (ZeRO-3 collectives)
+            traj = self.eval_engine.rollout([self.template.render(r, self.cfg.data.system_prompt) for r in rows], seed=0)
         adapter = self.policy.adapter
         texts = [adapter.decode_completion(c) for c in traj.completion_ids]
         prompts = [adapter.tokenizer.decode(p[m.bool()]) for p, m in zip(traj.prompt_ids, traj.prompt_mask)]
@@ -197,26 +214,37 @@ class Trainer:
 
     # ---- checkpoints -----------------------------------------------------------------------------------
     def save(self) -> Path:
-        t = self.cfg.training
-        state = {"global_step": self.global_step, "batches_done": self.batches_done, "order": self.order.state_dict(),
-                 "best_metric": self.best_metric, "best_checkpoint": self.best_checkpoint,
-                 "evals_without_improvement": self.evals_without_improvement, "run_id": self.logger.run_id}
-        path = ckpt.save_checkpoint(
-            t.output_dir, self.global_step, save_model=self.policy.save, trainer_state=state,
-            optimizer_state={"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()},
-            recipe_yaml=to_yaml(self.cfg), reference=self.policy.reference_state())
-        keep = {Path(self.best_checkpoint)} if self.best_checkpoint else set()
-        ckpt.prune(t.output_dir, t.save_total_limit, keep | {path})
+        """A checkpoint of the whole run; every rank takes part (DeepSpeed state, RNG), the main rank commits."""
+        t, main = self.cfg.training, self.backend.is_main
+        tmp = ckpt.begin(t.output_dir, self.global_step) if main else Path(t.output_dir) / f"{ckpt.PREFIX}{self.global_step}.tmp"
+        self.backend.barrier()
+        with self.backend.full_state():
+            if main:
+                self.policy.save(tmp / "model")
+        self.backend.save_training_state(tmp)
+        ckpt.save_rng(tmp, self.backend.rank)
+        self.backend.barrier()
+        path = tmp.with_name(tmp.name.removesuffix(".tmp"))
+        if main:
+            state = {"global_step": self.global_step, "batches_done": self.batches_done,
+                     "order": self.order.state_dict(), "best_metric": self.best_metric,
+                     "best_checkpoint": self.best_checkpoint, "world_size": self.backend.world_size,
+                     "evals_without_improvement": self.evals_without_improvement, "run_id": self.logger.run_id}
+            path = ckpt.commit(tmp, trainer_state=state, recipe_yaml=to_yaml(self.cfg),
+                               reference=self.policy.reference_state())
+            keep = {Path(self.best_checkpoint)} if self.best_checkpoint else set()
+            ckpt.prune(t.output_dir, t.save_total_limit, keep | {path})
+        self.backend.barrier()
         return path
 
     def _restore(self, path: Path) -> str:
         self.log(f"resuming from {path}")
-        self.policy.load(path)
-        opt = ckpt.load_optimizer_state(path, self.policy.adapter.device)
-        self.optimizer.load_state_dict(opt["optimizer"])
-        self.scheduler.load_state_dict(opt["scheduler"])
-        ckpt.set_rng_state(ckpt.load_rng_state(path))
         state = ckpt.load_trainer_state(path)
+        if state.get("world_size", 1) != self.backend.world_size:
+            raise ValueError(f"{path} was written by {state.get('world_size', 1)} ranks; resume it with the same "
+                             f"number (now {self.backend.world_size}) so every rank gets its own prompts and RNG state")
+        self.backend.load_training_state(path, self.policy)
+        ckpt.set_rng_state(ckpt.load_rng_state(path, self.backend.rank))
         self.global_step, self.batches_done = state["global_step"], state["batches_done"]
         self.order.load_state_dict(state["order"])
         self.best_metric, self.best_checkpoint = state["best_metric"], state["best_checkpoint"]

@@ -22,6 +22,7 @@ import torch
 from rollouts.adapter import ModelAdapter
 
 from .batch import RolloutBatch
+from .distributed import SingleProcess
 from .estimators import Estimator, Units, build_estimator, sampler_of, scoring_temperature, unit_logprobs
 from .losses import Norms, policy_objective
 from .reference import ReferencePolicy
@@ -38,11 +39,14 @@ class PolicyUpdate:
     """Runs the inner iterations of one rollout batch (see the module docstring)."""
 
     def __init__(self, adapter: ModelAdapter, settings, *, micro_batch_size: int | None = None,
-                 reference: ReferencePolicy | None = None,
-                 backward: Callable[[torch.Tensor], None] = lambda loss: loss.backward()):
+                 reference: ReferencePolicy | None = None, backend=None):
         self.adapter, self.settings = adapter, settings
         self.estimator: Estimator = build_estimator(settings)
-        self.micro_batch_size, self.reference, self.backward = micro_batch_size, reference, backward
+        self.micro_batch_size, self.reference = micro_batch_size, reference
+        self.backend = backend if backend is not None else SingleProcess()
+        # DeepSpeed averages gradients over ranks; losses normalised by batch-wide (all-rank) counts are
+        # scaled back to a sum. bnpo's normaliser is local by definition, so ranks average it as in TRL.
+        self.loss_scale = 1 if settings.loss_type == "bnpo" else self.backend.world_size
         if settings.beta > 0 and reference is None:
             raise ValueError("algorithm.beta > 0 needs a reference policy; set beta: 0 or pass reference=")
 
@@ -111,7 +115,7 @@ class PolicyUpdate:
         chunk = s.backward_chunk or u
         if chunk >= u:
             loss, info = objective(score(0, u))
-            self.backward(loss)
+            self.backend.backward(loss * self.loss_scale)
             return _summary(loss, info, scored)
         separable = not self.estimator.combines and s.importance_sampling_level == "token"
         if separable:
@@ -123,7 +127,7 @@ class PolicyUpdate:
             hi = min(lo + chunk, u)
             live = score(lo, hi)
             loss, _ = objective(torch.cat([base[:, :lo], live, base[:, hi:]], 1))
-            self.backward(loss)
+            self.backend.backward(loss * self.loss_scale)
             base[:, lo:hi] = live.detach()
         with torch.no_grad():
             loss, info = objective(base)
@@ -131,10 +135,12 @@ class PolicyUpdate:
 
     # ---- the iterations ----------------------------------------------------------------------------
     def run(self, batch: RolloutBatch, optimizer_step: Callable[[], None]) -> dict[str, float]:
-        """All inner iterations; ``optimizer_step`` applies (clips, steps, zeroes) the accumulated gradient."""
+        """All inner iterations; ``optimizer_step`` applies (clips, steps, zeroes) the accumulated gradient.
+        Backward passes, cross-rank sums and parameter gathering go through ``backend`` (rl.distributed)."""
         if batch.advantages is None or batch.keep is None:
             raise ValueError("compute advantages first (rl.advantages.compute_advantages)")
-        plans = self.plan(batch)
+        with self.backend.full_parameters():
+            plans = self.plan(batch)
         model = self.adapter.model
         was_training = model.training
         model.train()
@@ -144,9 +150,11 @@ class PolicyUpdate:
         try:
             for plan in plans:
                 scored = plan.units.scored & batch.keep.view(-1, 1, 1)
-                norms = Norms(rows=int(batch.keep.sum()), tokens=int(scored.sum()),
+                norms = Norms(rows=round(self.backend.sum(int(batch.keep.sum()))),
+                              tokens=round(self.backend.sum(int(scored.sum()))),
                               length=batch.traj.completion_length, micro_batches=len(micro))
-                merged = _merge([self._micro_step(batch, plan, rows, norms) for rows in micro])
+                with self.backend.accumulate():
+                    merged = _merge([self._micro_step(batch, plan, rows, norms) for rows in micro])
                 merged["loss"] = (merged["loss"][0], 1.0)  # the iteration's loss is the sum over micro-batches
                 optimizer_step()
                 history.append(merged)
