@@ -41,6 +41,7 @@ def add_bench_parser(sub) -> None:
                    help="first SFT-train the benchmark model on the synthetic task for this long, then measure it")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test of the benchmark itself)")
+    p.add_argument("--repeats", type=int, default=1, help="time each mode this many times and keep the best")
     p.set_defaults(func=run_bench)
 
 
@@ -49,6 +50,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
     from rollouts.bench import BenchSetting, format_table, run_rollout_bench
     setting = BenchSetting.quick() if args.quick else BenchSetting()
+    setting.repeats = max(1, args.repeats)
     trained = args.trained
     if args.train_minutes:
         from .sft import train_demo_model
