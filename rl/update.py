@@ -51,18 +51,22 @@ class PolicyUpdate:
             raise ValueError("algorithm.beta > 0 needs a reference policy; set beta: 0 or pass reference=")
 
     # ---- scoring -------------------------------------------------------------------------------
-    def _score(self, adapter: ModelAdapter, batch: RolloutBatch, units: Units) -> torch.Tensor:
-        """Per-unit log-probs [B, U, L], one unit chunk at a time (no combining)."""
+    def _logprobs(self, adapter: ModelAdapter, batch: RolloutBatch, units: Units, lo: int, hi: int,
+                  rows: slice = slice(None)) -> torch.Tensor:
+        """Log-probs [B, hi − lo, L] of units lo..hi (``units`` already restricted to ``rows``)."""
         traj = batch.traj
-        chunk = self.settings.backward_chunk or units.num_units
-        parts = [unit_logprobs(adapter, units.inputs[:, i: i + chunk], traj.attention_mask(),
-                               units.targets[:, i: i + chunk], sampler_of(traj), scoring_temperature(traj, self.settings))
-                 for i in range(0, units.num_units, chunk)]
-        return torch.cat(parts, 1)
+        return unit_logprobs(adapter, units.inputs[:, lo:hi], traj.attention_mask()[rows], units.targets[:, lo:hi],
+                             sampler_of(traj), scoring_temperature(traj, self.settings)).float()
+
+    def _chunks(self, units: Units) -> list[tuple[int, int]]:
+        n = units.num_units
+        size = self.settings.backward_chunk or n
+        return [(lo, min(lo + size, n)) for lo in range(0, n, size)]
 
     @torch.no_grad()
     def _score_combined(self, adapter: ModelAdapter, batch: RolloutBatch, units: Units) -> torch.Tensor:
-        return self.estimator.combine(self._score(adapter, batch, units).float(), units)
+        logp = torch.cat([self._logprobs(adapter, batch, units, lo, hi) for lo, hi in self._chunks(units)], 1)
+        return self.estimator.combine(logp, units)
 
     def plan(self, batch: RolloutBatch) -> list[IterationPlan]:
         """Units, old and reference log-probs of every inner iteration, before any update."""
@@ -108,23 +112,20 @@ class PolicyUpdate:
             return policy_objective(self.estimator.combine(logp, units), old, ref, adv, scored, units.loss_weight, s, norms)
 
         def score(lo, hi):
-            return unit_logprobs(self.adapter, units.inputs[:, lo:hi], traj.attention_mask()[rows],
-                                 units.targets[:, lo:hi], sampler_of(traj), scoring_temperature(traj, s)).float()
+            return self._logprobs(self.adapter, batch, units, lo, hi, rows)
 
-        u = units.num_units
-        chunk = s.backward_chunk or u
-        if chunk >= u:
-            loss, info = objective(score(0, u))
+        chunks = self._chunks(units)
+        if len(chunks) == 1:
+            loss, info = objective(score(*chunks[0]))
             self.backend.backward(loss * self.loss_scale)
             return _summary(loss, info, scored)
         separable = not self.estimator.combines and s.importance_sampling_level == "token"
-        if separable:
+        if separable:  # each token's loss depends on its own unit only: the other units' values are not needed
             base = torch.zeros(units.select.shape, device=units.select.device)
         else:
             with torch.no_grad():
-                base = torch.cat([score(i, i + chunk) for i in range(0, u, chunk)], 1)
-        for lo in range(0, u, chunk):
-            hi = min(lo + chunk, u)
+                base = torch.cat([score(lo, hi) for lo, hi in chunks], 1)
+        for lo, hi in chunks:
             live = score(lo, hi)
             loss, _ = objective(torch.cat([base[:, :lo], live, base[:, hi:]], 1))
             self.backend.backward(loss * self.loss_scale)
