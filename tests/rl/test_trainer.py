@@ -167,3 +167,18 @@ def test_lora_wraps_every_family_target_but_not_the_output_head(tmp_path):
     assert len(wrapped) == 14 and not any(n.endswith("transformer.ff_out") for n in wrapped)  # 7 per block
     assert "14 linear layers wrapped" in lines[0]
     assert all(p.requires_grad == ("lora_" in n) for n, p in policy.adapter.model.named_parameters())
+
+
+def test_wandb_offline_run_and_missing_wandb(tmp_path, monkeypatch, capsys):
+    import sys
+    monkeypatch.setitem(sys.modules, "wandb", None)  # not installed: JSONL only, and it says so
+    Trainer(recipe(tmp_path / "a", "training.max_steps=2", "logging.report_to=[jsonl, wandb]")).setup().train()
+    assert "wandb is not installed" in capsys.readouterr().out and (tmp_path / "a" / "metrics.jsonl").is_file()
+    monkeypatch.delitem(sys.modules, "wandb")
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    out = tmp_path / "b"
+    Trainer(recipe(out, "training.max_steps=2", "logging.report_to=[jsonl, wandb]")).setup().train()
+    run_id = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())["run_id"]
+    assert list((out / "wandb").glob(f"offline-run-*-{run_id}"))  # the run id is kept for resuming
