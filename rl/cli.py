@@ -2,17 +2,12 @@
 
 ``unmask generate`` and ``unmask demo`` decode with a model (``rollouts.cli``); ``unmask bench rollout``
 measures the decoding modes; ``unmask train RECIPE`` validates a recipe (``--print-config`` shows it
-resolved); ``eval`` is announced and says plainly that it is not built yet.
+resolved; it also trains); ``unmask eval`` scores benchmarks and ``unmask merge`` merges LoRA (``eval.cli``).
 """
 from __future__ import annotations
 
 import argparse
 import sys
-
-NOT_BUILT = {
-    "eval": "benchmark evaluation (GSM8K, MATH-500, HumanEval) is not built yet: it arrives with the evaluation harness",
-}
-
 
 def add_train_parser(sub) -> None:
     p = sub.add_parser("train", help="train from a YAML recipe (one process: CPU or one GPU)")
@@ -68,28 +63,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_train_parser(sub)
     add_bench_parser(sub)
-    for name, message in NOT_BUILT.items():
-        p = sub.add_parser(name, help=f"(not built yet) {message.split(':')[0]}", add_help=True)
-        p.add_argument("rest", nargs=argparse.REMAINDER)
-        p.set_defaults(func=lambda args, message=message: _not_built(message))
     add_generate_parser(sub)
     add_demo_parser(sub)
+    from eval.cli import add_eval_parser, add_merge_parser
+    add_eval_parser(sub)
+    add_merge_parser(sub)
     return parser
-
-
-def _not_built(message: str) -> int:
-    print(f"unmask: {message}", file=sys.stderr)
-    return 2
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the exact command, for reports
     # argparse stops collecting `overrides` at the first option: let override words come after options too
     # (a word without `=` is then reported by the recipe loader as a malformed override, as it is before them)
     if extra and args.command == "train" and not any(e.startswith("-") for e in extra):
         args.overrides += extra
-    elif extra and args.command not in NOT_BUILT:
+    elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args)

@@ -62,6 +62,13 @@ register_template(PromptTemplate(
     lambda row, system: _messages(f"{first_column(row, QUESTION)}\n{system or BOXED_INSTRUCTION}", None)))
 
 
+HUMANEVAL_INSTRUCTION = ("Complete the following Python function. Reply with the whole function in a "
+                         "```python code block.")
+register_template(PromptTemplate(
+    "code", (("prompt",),),  # HumanEval-style: the function signature and docstring to complete
+    lambda row, system: _messages(f"{system or HUMANEVAL_INSTRUCTION}\n\n```python\n{row['prompt']}```", None)))
+
+
 def missing_columns(columns: list[str], needed: tuple[tuple[str, ...], ...]) -> list[str]:
     """The needed column sets none of whose alternatives is present, written ``a|b``."""
     return ["|".join(alt) for alt in needed if not any(a in columns for a in alt)]

@@ -26,12 +26,9 @@ def model_config(name_or_path: str, revision: str | None = None) -> dict:
 
 
 def output_head_names(model: torch.nn.Module) -> list[str]:
-    """The linear layer(s) holding the output head: LoRA never wraps it (LLaDA names it ``ff_out`` like
-    every block's down-projection, so the family's ``ff_out`` target would otherwise catch it too)."""
-    if not hasattr(model, "parts"):
-        return []
-    head = model.parts()[3]
-    return [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and m.weight is head]
+    """The output head's linear layer(s), which LoRA never wraps (LLaDA names the head ``ff_out`` like every
+    block's down-projection, so the family's ``ff_out`` target would otherwise catch it too)."""
+    return model.output_head_names() if hasattr(model, "output_head_names") else []
 
 
 def linear_names(model: torch.nn.Module) -> list[str]:

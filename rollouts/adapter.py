@@ -195,12 +195,13 @@ def left_pad(rows: Sequence[Sequence[int]], pad_id: int, device: torch.device | 
 def load_model(name_or_path: str | os.PathLike, *, dtype: str | torch.dtype = "float32",
                device: str | torch.device = "auto", tokenizer: str | None = None, revision: str | None = None,
                trust_remote_code: bool = False, mask_token_id: int | None = None,
-               adapter: str | os.PathLike | None = None) -> ModelAdapter:
+               adapter: str | os.PathLike | None = None, merge_adapter: bool = True) -> ModelAdapter:
     """Load a dLLM checkpoint (local directory or Hub id) into a :class:`ModelAdapter`.
 
     ``tokenizer``: None → the checkpoint's own (loaded on first use), ``"bytes"`` → the built-in byte
     tokenizer, else a path or Hub id. Unknown model types need ``trust_remote_code=True``. ``adapter``:
-    a PEFT LoRA directory (``adapter_config.json`` + weights) merged into the loaded weights.
+    a PEFT LoRA directory (``adapter_config.json`` + weights), merged into the loaded weights, or with
+    ``merge_adapter=False`` kept as separate LoRA layers inside the model (evaluated as trained).
     """
     path = resolve_checkpoint(name_or_path, revision)
     cfg = read_config(path)
@@ -225,15 +226,21 @@ def load_model(name_or_path: str | os.PathLike, *, dtype: str | torch.dtype = "f
     if width is not None and not 0 <= ids.mask < width:
         raise CheckpointError(f"{source}: mask_token_id {ids.mask} is outside the vocabulary (0..{width - 1})")
     if adapter is not None:
-        model = merge_lora(model, adapter)
+        model = apply_lora(model, adapter, merge=merge_adapter)
     model.eval()
     return ModelAdapter(model, family, ids, tokenizer_spec=tokenizer, source=path, revision=revision)
 
 
-def merge_lora(model: nn.Module, adapter_dir: str | os.PathLike) -> nn.Module:
-    """``model`` with the LoRA adapter in ``adapter_dir`` merged into its weights (a plain module again)."""
+def apply_lora(model: nn.Module, adapter_dir: str | os.PathLike, merge: bool = True) -> nn.Module:
+    """``model`` with the LoRA adapter in ``adapter_dir``: merged into its weights (a plain module
+    again), or injected as LoRA layers in place (``merge=False``; the native model keeps its KV caches)."""
     if not (Path(adapter_dir) / "adapter_config.json").is_file():
         raise CheckpointError(f"{adapter_dir} has no adapter_config.json; pass a LoRA adapter directory "
                               f"(a training checkpoint's model/ folder when use_peft was on)")
-    from peft import PeftModel
-    return PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    from peft import LoraConfig, PeftModel
+    config = LoraConfig.from_pretrained(str(adapter_dir))
+    heads = model.output_head_names() if hasattr(model, "output_head_names") else []
+    if heads:  # the head is used by weight, not by module call: a LoRA there would act only once merged
+        config.exclude_modules = sorted(set(config.exclude_modules or []) | set(heads))
+    wrapped = PeftModel.from_pretrained(model, str(adapter_dir), config=config)
+    return wrapped.merge_and_unload() if merge else model

@@ -55,9 +55,9 @@ def test_bad_input_exits_2_with_a_clear_message(argv, message, capsys, monkeypat
     assert message in capsys.readouterr().err
 
 
-def test_not_built_commands_say_so(capsys):
-    assert main(["eval", "--benchmark", "gsm8k"]) == 2
-    assert "not built yet" in capsys.readouterr().err
+def test_eval_rejects_unknown_benchmarks_by_name(capsys):
+    assert main(["eval", "--model", "x/y", "--benchmark", "gsm8", "--limit", "1"]) == 2
+    assert "--benchmark 'gsm8' is not a registered benchmark; did you mean 'gsm8k'" in capsys.readouterr().err
 
 
 def test_train_prints_the_resolved_recipe_with_overrides_anywhere(tmp_path, capsys):

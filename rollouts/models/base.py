@@ -136,5 +136,11 @@ class BidirectionalLM(nn.Module):
             return logits, KVCache([k for k, _ in ctx.collect], [v for _, v in ctx.collect], active)
         return logits
 
+    def output_head_names(self) -> list[str]:
+        """Names of the linear module(s) holding the output head. The forward multiplies by the head's
+        weight directly, so LoRA layers there would be ignored unmerged and applied merged: LoRA skips them."""
+        head = self.parts()[3]
+        return [n for n, m in self.named_modules() if isinstance(m, nn.Linear) and m.weight is head]
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,76 @@
+"""The benchmarks: where each loads from, how its rows become prompts (the training templates of
+``rl.data``), and how a completion is scored (``rewards`` verifiers only — nothing is re-implemented).
+
+| name | Hub id (config, split) | id column | template | scored by |
+|---|---|---|---|---|
+| ``gsm8k`` | openai/gsm8k (main, test) | row index | ``d1`` | ``gsm8k_correct`` |
+| ``math500`` | HuggingFaceH4/MATH-500 (test) | ``unique_id`` or index | ``boxed`` | math-verify ``math_correct`` and d1's ``math_correct_d1``, both reported |
+| ``humaneval`` | openai/openai_humaneval (test) | ``task_id`` | ``code`` | ``code_humaneval`` (sandbox) |
+
+``--data-files`` loads the same sets from local files (e.g. ``../shared/data``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from rewards import (code_humaneval, extract_code, gsm8k_correct, gsm8k_gold, gsm8k_prediction, math_correct,
+                     math_correct_d1, math_prediction)
+from rl.data import load_rows
+from rl.registry import Registry
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    hub_id: str
+    config: str | None
+    split: str
+    template: str
+    id_column: str | None                   # None: the row's index
+    gold: Callable[[dict], str]
+    extract: Callable[[str, dict], str]
+    graders: dict[str, Callable] = field(default_factory=dict)  # name -> TRL reward; the first is the score
+    default_length: int = 256
+
+    def load(self, data_files=None, limit: int | None = None) -> list[dict]:
+        rows = load_rows(self.hub_id if data_files is None else "json", self.config, self.split, data_files)
+        for i, row in enumerate(rows):
+            row["id"] = f"{self.name}/{row.get(self.id_column, i) if self.id_column else i}"
+        ids = [r["id"] for r in rows]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"{self.name}: {len(ids) - len(set(ids))} duplicate ids in the loaded data")
+        return rows[:limit] if limit else rows
+
+    def score(self, prompts: list[str], completions: list[str], rows: list[dict]) -> list[dict[str, float | None]]:
+        """Every grader's verdict for each completion: [{grader: 1.0 / 0.0 / None}]."""
+        columns = {k: [r.get(k) for r in rows] for k in rows[0]}
+        verdicts = {name: fn(prompts, completions, **columns) for name, fn in self.graders.items()}
+        return [{name: v[i] for name, v in verdicts.items()} for i in range(len(completions))]
+
+
+BENCHMARKS: Registry[Benchmark] = Registry("benchmark")
+
+
+def register_benchmark(b: Benchmark) -> Benchmark:
+    BENCHMARKS.register(b.name)(b)
+    return b
+
+
+register_benchmark(Benchmark(
+    "gsm8k", "openai/gsm8k", "main", "test", "d1", None,
+    gold=lambda row: str(gsm8k_gold(row["answer"])),
+    extract=lambda text, row: "" if (v := gsm8k_prediction(text)) is None else str(v),
+    graders={"gsm8k_correct": gsm8k_correct}))
+
+register_benchmark(Benchmark(
+    "math500", "HuggingFaceH4/MATH-500", None, "test", "boxed", "unique_id",
+    gold=lambda row: str(row["answer"]), extract=lambda text, row: math_prediction(text),
+    graders={"math_verify": math_correct, "d1_is_equiv": math_correct_d1}, default_length=512))
+
+register_benchmark(Benchmark(
+    "humaneval", "openai/openai_humaneval", None, "test", "code", "task_id",
+    gold=lambda row: row["prompt"] + row["canonical_solution"],
+    extract=lambda text, row: extract_code(text, row.get("entry_point")),
+    graders={"pass": lambda p, c, **cols: code_humaneval(p, c, code_prompt=cols["prompt"], **cols)},
+    default_length=512))

@@ -1,0 +1,90 @@
+"""``unmask eval`` (score a model on benchmarks) and ``unmask merge`` (write a LoRA-merged checkpoint).
+
+    unmask eval --model GSAI-ML/LLaDA-8B-Instruct --benchmark gsm8k,math500 --dtype bfloat16 \\
+        --max-completion-length 256 --block-length 32 --diffusion-steps 128 --out out/eval/llada
+    unmask eval --model BASE --adapter out/run/checkpoint-500/model --benchmark gsm8k --limit 200
+    unmask eval --model tests/fixtures/llada-tiny --tokenizer bytes --benchmark gsm8k \\
+        --data-files ../shared/data/gsm8k/test.jsonl --limit 8          # offline
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+
+def add_eval_parser(sub) -> None:
+    from rollouts.cli import add_sampler_arguments
+    p = sub.add_parser("eval", help="score a model on GSM8K, MATH-500, HumanEval (per-sample JSONL + summary)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _model_arguments(p)
+    p.add_argument("--benchmark", required=True, help="comma-separated: gsm8k, math500, humaneval")
+    p.add_argument("--data-files", action="append", default=None,
+                   help="local file of the benchmark instead of the Hub (repeat per benchmark, same order)")
+    p.add_argument("--limit", type=int, default=None, help="evaluate the first N problems only")
+    p.add_argument("--num-samples", type=int, default=1, help="samples per problem (pass@k for k <= N)")
+    p.add_argument("--batch-size", type=int, default=16, help="prompts per generation batch")
+    p.add_argument("--system-prompt", default=None, help="replace the template's instruction")
+    p.add_argument("--out", default="out/eval", help="output directory (JSONL per sample, summary JSON/Markdown)")
+    add_sampler_arguments(p)
+    p.set_defaults(func=run_eval, max_completion_length=None)
+
+
+def _model_arguments(p) -> None:
+    p.add_argument("--model", required=True, help="checkpoint directory or Hugging Face Hub id")
+    p.add_argument("--adapter", default=None, help="LoRA adapter directory, evaluated as is (no merge step)")
+    p.add_argument("--tokenizer", default=None, help="tokenizer path or Hub id; 'bytes' = built-in byte tokenizer")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ...")
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from rollouts.adapter import load_model
+    from rollouts.cli import sampler_config
+    from rollouts.engine import RolloutEngine
+
+    from .benchmarks import BENCHMARKS
+    from .runner import engine_generator, run_benchmark
+    names = [n.strip() for n in args.benchmark.split(",") if n.strip()]
+    benches = [BENCHMARKS.get(n, "--benchmark") for n in names]
+    if args.data_files is not None and len(args.data_files) != len(benches):
+        raise ValueError(f"--data-files given {len(args.data_files)} times for {len(benches)} benchmarks; "
+                         f"give one per benchmark, in the order of --benchmark")
+    if args.num_samples < 1:
+        raise ValueError("--num-samples must be >= 1")
+    loaded = [(b, b.load(None if args.data_files is None else args.data_files[i])) for i, b in enumerate(benches)]
+    adapter = load_model(args.model, dtype=args.dtype, device=args.device, tokenizer=args.tokenizer,
+                         adapter=args.adapter, merge_adapter=False)
+    command = "unmask " + " ".join(shlex.quote(a) for a in getattr(args, "argv", sys.argv[1:]))
+    for bench, rows in loaded:
+        cfg = sampler_config(args)
+        if args.max_completion_length is None:
+            cfg.max_completion_length = bench.default_length
+        engine = RolloutEngine(adapter, cfg)
+        subset = rows[: args.limit] if args.limit else rows
+        summary = run_benchmark(bench, subset, engine_generator(engine), Path(args.out), num_samples=args.num_samples,
+                                batch_size=args.batch_size, seed=args.seed, settings=engine.config.as_dict(),
+                                total=len(rows), limited=args.limit is not None, command=command,
+                                system_prompt=args.system_prompt)
+        score = summary["accuracy"][summary["primary_grader"]]["accuracy"]
+        shown = f"{100 * score:.2f}" if summary["final"] else "no final score (incomplete)"
+        print(f"{bench.name}: {shown} ({summary['scored']}/{summary['total']} scored) -> {args.out}")
+    return 0
+
+
+def add_merge_parser(sub) -> None:
+    p = sub.add_parser("merge", help="write a checkpoint with a LoRA adapter merged into the base weights")
+    _model_arguments(p)
+    p.add_argument("--out", required=True, help="directory for the merged checkpoint")
+    p.set_defaults(func=run_merge)
+
+
+def run_merge(args: argparse.Namespace) -> int:
+    from rollouts.adapter import load_model
+    if args.adapter is None:
+        raise ValueError("unmask merge needs --adapter (the LoRA directory to merge into --model)")
+    adapter = load_model(args.model, dtype=args.dtype, device=args.device, tokenizer=args.tokenizer,
+                         adapter=args.adapter, merge_adapter=True)
+    print(f"merged {args.adapter} into {args.model}: {adapter.save_pretrained(args.out)}")
+    return 0
