@@ -6,6 +6,9 @@
 | ``gsm8k`` | openai/gsm8k (main, test) | row index | ``d1`` | ``gsm8k_correct`` |
 | ``math500`` | HuggingFaceH4/MATH-500 (test) | ``unique_id`` or index | ``boxed`` | math-verify ``math_correct`` and d1's ``math_correct_d1``, both reported |
 | ``humaneval`` | openai/openai_humaneval (test) | ``task_id`` | ``code`` | ``code_humaneval`` (sandbox) |
+| ``mbpp`` | google-research-datasets/mbpp (full, test) | ``task_id`` | ``mbpp`` | ``code_tests`` (sandbox) |
+| ``countdown`` | Jiayi-Pan/Countdown-Tasks-3to4 (train) | row index | ``countdown`` | ``countdown`` |
+| ``sudoku`` | local files only (d1's 4×4 CSV: ``puzzle``) | row index | ``sudoku`` | ``sudoku`` |
 
 ``--data-files`` loads the same sets from local files (e.g. ``../shared/data``).
 """
@@ -14,8 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from rewards import (code_humaneval, extract_code, gsm8k_correct, gsm8k_gold, gsm8k_prediction, math_correct,
-                     math_correct_d1, math_prediction)
+from rewards import (code_humaneval, code_tests, countdown, extract_code, gsm8k_correct, gsm8k_gold, gsm8k_prediction,
+                     math_correct, math_correct_d1, math_prediction, sudoku, tag_content)
 from rl.data import load_rows
 from rl.registry import Registry
 
@@ -23,7 +26,7 @@ from rl.registry import Registry
 @dataclass(frozen=True)
 class Benchmark:
     name: str
-    hub_id: str
+    hub_id: str | None
     config: str | None
     split: str
     template: str
@@ -34,6 +37,8 @@ class Benchmark:
     default_length: int = 256
 
     def load(self, data_files=None, limit: int | None = None) -> list[dict]:
+        if self.hub_id is None and data_files is None:
+            raise ValueError(f"benchmark {self.name!r} has no Hub copy; pass its local file with --data-files")
         rows = load_rows(self.hub_id if data_files is None else "json", self.config, self.split, data_files)
         for i, row in enumerate(rows):
             row["id"] = f"{self.name}/{row.get(self.id_column, i) if self.id_column else i}"
@@ -74,3 +79,18 @@ register_benchmark(Benchmark(
     extract=lambda text, row: extract_code(text, row.get("entry_point")),
     graders={"pass": lambda p, c, **cols: code_humaneval(p, c, code_prompt=cols["prompt"], **cols)},
     default_length=512))
+
+register_benchmark(Benchmark(
+    "mbpp", "google-research-datasets/mbpp", "full", "test", "mbpp", "task_id",
+    gold=lambda row: row["code"], extract=lambda text, row: extract_code(text),
+    graders={"pass": code_tests}, default_length=512))
+
+register_benchmark(Benchmark(
+    "countdown", "Jiayi-Pan/Countdown-Tasks-3to4", None, "train", "countdown", None,
+    gold=lambda row: f"{row['target']} from {row.get('nums', row.get('numbers'))}",
+    extract=lambda text, row: tag_content(text, "answer") or "", graders={"countdown": countdown}))
+
+register_benchmark(Benchmark(
+    "sudoku", None, None, "test", "sudoku", None,
+    gold=lambda row: str(row.get("solution", row.get("Solution", ""))),
+    extract=lambda text, row: tag_content(text, "answer") or "", graders={"sudoku": sudoku}, default_length=128))

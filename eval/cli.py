@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 import sys
 from pathlib import Path
@@ -19,12 +20,15 @@ def add_eval_parser(sub) -> None:
     p = sub.add_parser("eval", help="score a model on GSM8K, MATH-500, HumanEval (per-sample JSONL + summary)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     _model_arguments(p)
-    p.add_argument("--benchmark", required=True, help="comma-separated: gsm8k, math500, humaneval")
+    p.add_argument("--benchmark", required=True, help="comma-separated: gsm8k, math500, humaneval, mbpp, countdown, "
+                                                      "sudoku")
     p.add_argument("--data-files", action="append", default=None,
                    help="local file of the benchmark instead of the Hub (repeat per benchmark, same order)")
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N problems only")
     p.add_argument("--num-samples", type=int, default=1, help="samples per problem (pass@k for k <= N)")
     p.add_argument("--batch-size", type=int, default=16, help="prompts per generation batch")
+    p.add_argument("--template", default=None, help="prompt template (rl/data.py: d1, plain, boxed, code, mbpp, "
+                                                  "countdown, sudoku); default: the benchmark's own")
     p.add_argument("--system-prompt", default=None, help="replace the template's instruction")
     p.add_argument("--out", default="out/eval", help="output directory (JSONL per sample, summary JSON/Markdown)")
     add_sampler_arguments(p)
@@ -48,6 +52,10 @@ def run_eval(args: argparse.Namespace) -> int:
     from .runner import engine_generator, run_benchmark
     names = [n.strip() for n in args.benchmark.split(",") if n.strip()]
     benches = [BENCHMARKS.get(n, "--benchmark") for n in names]
+    if args.template is not None:
+        from rl.data import TEMPLATES
+        TEMPLATES.get(args.template, "--template")
+        benches = [dataclasses.replace(b, template=args.template) for b in benches]
     if args.data_files is not None and len(args.data_files) != len(benches):
         raise ValueError(f"--data-files given {len(args.data_files)} times for {len(benches)} benchmarks; "
                          f"give one per benchmark, in the order of --benchmark")

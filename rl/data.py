@@ -69,6 +69,32 @@ register_template(PromptTemplate(
     lambda row, system: _messages(f"{system or HUMANEVAL_INSTRUCTION}\n\n```python\n{row['prompt']}```", None)))
 
 
+def _mbpp(row: dict, system: str | None) -> list[dict]:
+    tests = row["test_list"] if isinstance(row["test_list"], list) else str(row["test_list"]).splitlines()
+    return _messages(f"{row['text']}\nYour code should pass these tests:\n" + "\n".join(tests[:3])
+                     + "\nReply with the code in a ```python code block.", system)
+
+
+def _countdown(row: dict, system: str | None) -> list[dict]:
+    nums = first_column(row, ("nums", "numbers"))
+    return _messages(f"Using the numbers {nums}, create an equation that equals {row['target']}. You can use basic "
+                     f"arithmetic operations (+, -, *, /) and each number can only be used once. Show your work in "
+                     f"<reasoning> </reasoning> tags and return the final equation in <answer> </answer> tags, "
+                     f"for example <answer> (1 + 2) / 3 </answer>.", system)
+
+
+def _sudoku(row: dict, system: str | None) -> list[dict]:
+    puzzle = first_column(row, ("puzzle", "Puzzle"))
+    return _messages(f"Solve this 4x4 Sudoku (0 marks an empty cell; each row, column and 2x2 box holds 1-4 "
+                     f"once). Puzzle, row by row: {puzzle}\nReturn the 16 digits of the solved grid in "
+                     f"<answer> </answer> tags.", system)
+
+
+register_template(PromptTemplate("mbpp", (("text",), ("test_list",)), _mbpp))
+register_template(PromptTemplate("countdown", (("nums", "numbers"), ("target",)), _countdown))
+register_template(PromptTemplate("sudoku", (("puzzle", "Puzzle"),), _sudoku))
+
+
 def missing_columns(columns: list[str], needed: tuple[tuple[str, ...], ...]) -> list[str]:
     """The needed column sets none of whose alternatives is present, written ``a|b``."""
     return ["|".join(alt) for alt in needed if not any(a in columns for a in alt)]

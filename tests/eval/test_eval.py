@@ -135,3 +135,39 @@ def test_tiny_model_end_to_end_and_lora_equals_merged(tmp_path):
     summary = json.loads((tmp_path / "lora" / "gsm8k.summary.json").read_text())
     assert summary["scored"] == 8 and summary["total"] == 1319 and summary["limited"] and summary["final"]
     assert "unmask eval" in summary["command"]
+
+
+SMALL_SETS = {
+    "mbpp": ([{"task_id": 1, "text": "Write a function to add two numbers.", "code": "def add(a, b):\n    return a + b",
+               "test_list": ["assert add(1, 2) == 3", "assert add(-1, 1) == 0"]},
+              {"task_id": 2, "text": "Write a function to square a number.", "code": "def sq(x):\n    return x * x",
+               "test_list": ["assert sq(3) == 9"]}],
+             lambda r: f"```python\n{r['code']}\n```", lambda r: "```python\ndef add(a, b):\n    return 0\n"
+                                                                  "def sq(x):\n    return 0\n```"),
+    "countdown": ([{"nums": [1, 2, 3], "target": 6, "solution": "1 + 2 + 3"},
+                   {"nums": [4, 5, 7], "target": 27, "solution": "4 * 5 + 7"}],
+                  lambda r: f"<answer>{r['solution']}</answer>", lambda r: "<answer>1 + 1</answer>"),
+    "sudoku": ([{"puzzle": "1200340021000000", "solution": "1243342121344312"}],
+               lambda r: f"<answer>{r['solution']}</answer>", lambda r: "<answer>1234123412341234</answer>"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SMALL_SETS))
+def test_small_benchmarks_from_local_files(name, tmp_path):
+    data, right, wrong = SMALL_SETS[name]
+    path = tmp_path / f"{name}.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in data))
+    bench = BENCHMARKS.get(name)
+    rows = bench.load(str(path))
+    from rl.data import TEMPLATES
+    assert all(TEMPLATES.get(bench.template).render(r, None)[-1]["content"] for r in rows)
+    grader = next(iter(bench.graders))
+    assert run(bench, rows, right, tmp_path / "right")["accuracy"][grader]["accuracy"] == 1.0
+    assert run(bench, rows, wrong, tmp_path / "wrong")["accuracy"][grader]["accuracy"] == 0.0
+
+
+def test_sudoku_has_no_hub_copy_and_unknown_templates_are_named(capsys):
+    with pytest.raises(ValueError, match="no Hub copy; pass its local file with --data-files"):
+        BENCHMARKS.get("sudoku").load()
+    assert cli.main(["eval", "--model", "x/y", "--benchmark", "gsm8k", "--template", "d2"]) == 2
+    assert "--template 'd2' is not a registered prompt template; did you mean 'd1'" in capsys.readouterr().err
