@@ -106,6 +106,7 @@ class DataConfig:
     eval_dataset_config: str | None = field(default=None, metadata={"help": "Configuration (subset) name of `eval_dataset`; null for none."})
     eval_data_files: str | list[str] | None = field(default=None, metadata={"help": "Local file path(s) of the evaluation set (instead of a hub dataset)."})
     eval_split: str = field(default="test", metadata={"help": "Split of `eval_dataset` used for evaluation."})
+    eval_benchmark: str | None = field(default=None, metadata={"help": "A benchmark of eval/ (gsm8k, math500, humaneval, mbpp, countdown, sudoku) scored at each evaluation with its own graders instead of the training rewards; its data comes from the Hub or data.eval_data_files."})
     eval_limit: int | None = field(default=None, metadata={"help": "Evaluate on at most this many examples; null uses the whole split."})
 
     def validate(self, where: str = "data") -> None:
@@ -313,7 +314,8 @@ class RecipeConfig:
                 f"training.per_device_train_batch_size x training.gradient_accumulation_steps = {batch}, "
                 f"so that every prompt's group is complete; e.g. set training.per_device_train_batch_size to {g}")
         steps, dataset = _join(where, "training.eval_steps"), _join(where, "data.eval_dataset")
-        if self.training.eval_steps is not None and self.data.eval_dataset is None and self.data.eval_data_files is None:
+        if (self.training.eval_steps is not None and self.data.eval_dataset is None
+                and self.data.eval_data_files is None and self.data.eval_benchmark is None):
             raise ConfigError(f"{steps} ({self.training.eval_steps}) is set but {dataset} is null; "
                               f"set {dataset} (or data.eval_data_files) or remove {steps}")
 

@@ -48,8 +48,12 @@ class Trainer:
         self.lora_targets = check_lora_targets(cfg.model) if cfg.model.use_peft else []
         d = cfg.data
         self.rows = self._checked_rows("data.dataset", d.dataset, d.dataset_config, d.split, d.data_files, None)
-        self.eval_rows = None
-        if d.eval_dataset is not None or d.eval_data_files is not None:
+        self.eval_rows, self.benchmark = None, None
+        if d.eval_benchmark is not None:
+            from eval.benchmarks import BENCHMARKS
+            self.benchmark = BENCHMARKS.get(d.eval_benchmark, "data.eval_benchmark")
+            self.eval_rows = self.benchmark.load(d.eval_data_files, d.eval_limit)
+        elif d.eval_dataset is not None or d.eval_data_files is not None:
             self.eval_rows = self._checked_rows("data.eval_dataset", d.eval_dataset or "json", d.eval_dataset_config,
                                                 d.eval_split, d.eval_data_files, d.eval_limit)
         t, r = cfg.training, cfg.rollout
@@ -190,9 +194,12 @@ class Trainer:
         return score
 
     def _evaluate(self) -> bool:
-        """Greedy decoding of the eval prompts; returns True when early stopping should fire."""
+        """Greedy decoding of the eval prompts, scored by the training rewards or by a benchmark's graders
+        (``data.eval_benchmark``, through ``eval/``); returns True when early stopping should fire."""
         rows = self.eval_rows
         self.policy.adapter.model.eval()
+        if self.benchmark is not None:
+            return self._after_eval(self._evaluate_benchmark(rows))
         with torch.no_grad(), self.backend.full_parameters():  # every rank decodes (ZeRO-3 collectives)
             traj = self.eval_engine.rollout([self.template.render(r, self.cfg.data.system_prompt) for r in rows], seed=0)
         adapter = self.policy.adapter
@@ -204,6 +211,22 @@ class Trainer:
         values = {"eval/reward": value, **{f"eval/rewards/{k}": sum(x or 0.0 for x in v) / len(v)
                                           for k, v in breakdown.per_reward.items()}}
         self.logger.metrics(self.global_step, values)
+        return self._after_eval(value)
+
+    def _evaluate_benchmark(self, rows: list[dict]) -> float:
+        from eval.runner import engine_generator, run_benchmark
+        with torch.no_grad(), self.backend.full_parameters():
+            summary = run_benchmark(
+                self.benchmark, rows, engine_generator(self.eval_engine),
+                Path(self.cfg.training.output_dir) / "eval" / f"step-{self.global_step}", total=len(rows),
+                limited=True, settings=self.eval_engine.config.as_dict(), command=f"training step {self.global_step}",
+                system_prompt=self.cfg.data.system_prompt, log=lambda *a: None)
+        values = {f"eval/{self.benchmark.name}/{g}": a["accuracy"] for g, a in summary["accuracy"].items()}
+        self.logger.metrics(self.global_step, values)
+        return summary["accuracy"][summary["primary_grader"]]["accuracy"]
+
+    def _after_eval(self, value: float) -> bool:
+        """Track the best eval value (keeping its checkpoint) and say whether to stop early."""
         if self.best_metric is None or value > self.best_metric:
             self.best_metric, self.evals_without_improvement = value, 0
             self.best_checkpoint = str(self.save()) if self.cfg.training.keep_best else None

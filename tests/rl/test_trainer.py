@@ -182,3 +182,14 @@ def test_wandb_offline_run_and_missing_wandb(tmp_path, monkeypatch, capsys):
     Trainer(recipe(out, "training.max_steps=2", "logging.report_to=[jsonl, wandb]")).setup().train()
     run_id = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())["run_id"]
     assert list((out / "wandb").glob(f"offline-run-*-{run_id}"))  # the run id is kept for resuming
+
+
+def test_periodic_benchmark_evaluation_goes_through_the_eval_harness(tmp_path):
+    gsm8k = REPO / "tests" / "fixtures" / "data" / "gsm8k" / "test.jsonl"
+    cfg = recipe(tmp_path, "data.eval_benchmark=gsm8k", f"data.eval_data_files={gsm8k}", "data.eval_limit=3",
+                 "training.eval_steps=2", "training.max_steps=2")
+    Trainer(cfg).setup().train()
+    assert any("eval/gsm8k/gsm8k_correct" in r for r in metrics(tmp_path))
+    lines = (tmp_path / "eval" / "step-2" / "gsm8k.samples.jsonl").read_text().splitlines()
+    assert len(lines) == 3 and json.loads(lines[0])["id"] == "gsm8k/0"
+    assert json.loads((tmp_path / "eval" / "step-2" / "gsm8k.summary.json").read_text())["scored"] == 3
