@@ -100,7 +100,7 @@ class PolicyUpdate:
         return adv.float()
 
     def _micro_step(self, batch: RolloutBatch, plan: IterationPlan, rows: slice, norms: Norms) -> dict:
-        s, traj = self.settings, batch.traj
+        s = self.settings
         units = plan.units.rows(rows)
         keep = batch.keep[rows].view(-1, 1, 1)
         scored = units.scored & keep
