@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -153,7 +153,3 @@ def markdown(summary: dict) -> str:
               + (f", {summary['tokens_per_second']:.1f} tokens/s" if summary["tokens_per_second"] else ""),
               "", f"command: `{summary['command']}`", ""]
     return "\n".join(lines)
-
-
-def settings_dict(obj) -> dict:
-    return asdict(obj) if hasattr(obj, "__dataclass_fields__") else dict(obj)

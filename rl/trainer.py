@@ -25,8 +25,8 @@ from . import checkpoint as ckpt
 from .config import RecipeConfig, to_dict, to_yaml
 from .data import TEMPLATES, PromptOrder, load_rows, missing_columns
 from .logger import MetricsLogger
-from .loop import RLStep
 from .distributed import make_backend
+from .loop import RLStep
 from .policy import build_policy, check_lora_targets
 from .update import PolicyUpdate
 
@@ -93,7 +93,6 @@ class Trainer:
                                                                    "record_predictions": False}))
         self.update = PolicyUpdate(adapter, cfg.algorithm, micro_batch_size=t.per_device_train_batch_size,
                                    reference=self.policy.reference, backend=self.backend)
-        self.rewards = build_rewards(self.reward_specs)
         self.order = PromptOrder(len(self.rows), t.seed)
         self.global_step = self.batches_done = self.evals_without_improvement = 0
         self.best_metric, self.best_checkpoint, run_id = None, None, None
@@ -187,8 +186,7 @@ class Trainer:
             columns = {k: [rows[i // group].get(k) for i in index] for k in rows[0]}
             breakdown = weighted_rewards(self.reward_specs, prompts, texts, **columns)
             if len(index) == len(rows) * group and index == list(range(len(index))):  # the final completions
-                self._reward_means = {f"rewards/{k}": sum(v or 0.0 for v in vals) / len(vals)
-                                      for k, vals in breakdown.per_reward.items()}
+                self._reward_means = reward_means(breakdown, "rewards/")
                 self._last_samples = (prompts, texts, breakdown.total)
             return torch.tensor(breakdown.total)
         return score
@@ -200,16 +198,14 @@ class Trainer:
         self.policy.adapter.model.eval()
         if self.benchmark is not None:
             return self._after_eval(self._evaluate_benchmark(rows))
+        from eval.runner import engine_generator
         with torch.no_grad(), self.backend.full_parameters():  # every rank decodes (ZeRO-3 collectives)
-            traj = self.eval_engine.rollout([self.template.render(r, self.cfg.data.system_prompt) for r in rows], seed=0)
-        adapter = self.policy.adapter
-        texts = [adapter.decode_completion(c) for c in traj.completion_ids]
-        prompts = [adapter.tokenizer.decode(p[m.bool()]) for p, m in zip(traj.prompt_ids, traj.prompt_mask)]
+            gens = engine_generator(self.eval_engine)(
+                [self.template.render(r, self.cfg.data.system_prompt) for r in rows], 1, 0)
         columns = {k: [r.get(k) for r in rows] for k in rows[0]}
-        breakdown = weighted_rewards(self.reward_specs, prompts, texts, **columns)
+        breakdown = weighted_rewards(self.reward_specs, [g.prompt for g in gens], [g.text for g in gens], **columns)
         value = sum(breakdown.total) / len(rows)
-        values = {"eval/reward": value, **{f"eval/rewards/{k}": sum(x or 0.0 for x in v) / len(v)
-                                          for k, v in breakdown.per_reward.items()}}
+        values = {"eval/reward": value, **reward_means(breakdown, "eval/rewards/")}
         self.logger.metrics(self.global_step, values)
         return self._after_eval(value)
 
@@ -273,6 +269,11 @@ class Trainer:
         self.best_metric, self.best_checkpoint = state["best_metric"], state["best_checkpoint"]
         self.evals_without_improvement = state["evals_without_improvement"]
         return state["run_id"]
+
+
+def reward_means(breakdown, prefix: str) -> dict[str, float]:
+    """Mean of each reward over the batch (None counted as 0), keyed ``prefix + name``."""
+    return {prefix + k: sum(v or 0.0 for v in vals) / len(vals) for k, vals in breakdown.per_reward.items()}
 
 
 def seed_everything(seed: int) -> None:
