@@ -1,4 +1,4 @@
-# make demo  — set up (first time) and run the main job on the bundled tiny model
+# make demo  — set up (first time), then SFT → RL → eval a tiny LLaDA on the bundled task (unmask demo)
 # make test  — set up (first time) and run the default test suite (what CI runs)
 VENV ?= .venv
 PY := $(VENV)/bin/python

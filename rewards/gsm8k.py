@@ -1,6 +1,7 @@
 """GSM8K: numeric answer extraction and the ``gsm8k_correct`` reward (exact numeric match)."""
 from __future__ import annotations
 
+import re
 from fractions import Fraction
 
 from rewards.contract import first_present, per_item
@@ -44,3 +45,18 @@ def gsm8k_score(text: str, gold: str | None) -> float | None:
 def gsm8k_correct(text: str, row: dict) -> float | None:
     """GSM8K correctness against the ``answer`` column (1.0/0.0; None when the gold is unparseable)."""
     return gsm8k_score(text, first_present(row, "answer", "solution"))
+
+
+@register_reward("answer_tag_exact", columns=(("answer", "solution"),))
+@per_item
+def answer_tag_exact(text: str, row: dict) -> float | None:
+    """Strict correctness: 1.0 only when a well-formed ``<answer>N</answer>`` holds the gold number
+    (no fallback to other spans or the last number, so broken tags earn nothing — with the lenient
+    ``gsm8k_correct`` a tiny RL'd model learned to write ``</nswer>85<//aswer>`` and still scored)."""
+    gold = gsm8k_gold(first_present(row, "answer", "solution"))
+    if gold is None:
+        return None
+    if not isinstance(text, str) or "<answer>" not in text or "</answer>" not in text.split("<answer>")[-1]:
+        return 0.0
+    span = tag_content(text, "answer")
+    return float(bool(span) and re.fullmatch(r"[+-]?\d+(\.\d+)?", span) is not None and parse_number(span) == gold)

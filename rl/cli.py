@@ -1,6 +1,7 @@
 """The ``unmask`` command: one entry point, one subcommand per job.
 
-``unmask generate`` and ``unmask demo`` decode with a model (``rollouts.cli``); ``unmask bench rollout``
+``unmask demo`` runs SFT → RL → eval on the bundled task (``rl.demo``); ``unmask generate`` and ``unmask smoke``
+decode with a model (``rollouts.cli``); ``unmask bench rollout``
 measures the decoding modes; ``unmask train RECIPE`` validates a recipe (``--print-config`` shows it
 resolved; it also trains); ``unmask eval`` scores benchmarks and ``unmask merge`` merges LoRA (``eval.cli``).
 """
@@ -57,14 +58,30 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_demo_parser(sub) -> None:
+    p = sub.add_parser("demo", help="the main job on a CPU: SFT a tiny LLaDA, RL it (recipes/demo/rl.yaml), evaluate")
+    p.add_argument("overrides", nargs="*", help="overrides of recipes/demo/rl.yaml, e.g. algorithm.name=gdpo")
+    p.add_argument("--out", default="out/demo", help="output folder (default out/demo); must not hold an RL run")
+    p.add_argument("--sft-steps", type=int, default=2500, help="SFT steps before RL (default 2500, ~2.5 min)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the model, data order and sampling")
+    p.set_defaults(func=run_demo)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo as demo
+    demo(args.out, args.overrides, sft_steps=args.sft_steps, seed=args.seed)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from rollouts.cli import add_demo_parser, add_generate_parser
+    from rollouts.cli import add_generate_parser, add_smoke_parser
     parser = argparse.ArgumentParser(prog="unmask", description="RL post-training for masked diffusion LMs.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_train_parser(sub)
     add_bench_parser(sub)
     add_generate_parser(sub)
     add_demo_parser(sub)
+    add_smoke_parser(sub)
     from eval.cli import add_eval_parser, add_merge_parser
     add_eval_parser(sub)
     add_merge_parser(sub)
@@ -77,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)  # the exact command, for reports
     # argparse stops collecting `overrides` at the first option: let override words come after options too
     # (a word without `=` is then reported by the recipe loader as a malformed override, as it is before them)
-    if extra and args.command == "train" and not any(e.startswith("-") for e in extra):
+    if extra and args.command in ("train", "demo") and not any(e.startswith("-") for e in extra):
         args.overrides += extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")

@@ -2,9 +2,10 @@
 
 Sources (``data.dataset``): a Hub dataset (``datasets.load_dataset(dataset, dataset_config)``), local
 files (``data_files`` with the ``json``/``csv``/``parquet`` builder), or a built-in generated set
-(``synthetic_addition``: the bundled addition task, no download; ``dataset_config`` "1-3" = operand
-digits). A prompt template turns a row into chat messages and names the columns it reads; rewards
-receive every column of the row (TRL's convention).
+(``synthetic_addition``: the bundled addition task, no download; ``dataset_config`` "2" = operand
+width in digits; any split other than "train" is its held-out split). A prompt template turns a row
+into chat messages and names the columns it reads; rewards receive every column of the row (TRL's
+convention).
 
 Order: epoch e visits the rows in a permutation drawn from (seed, e); the position (epoch, index) is
 the whole state, saved with each checkpoint, so a resumed run sees exactly the prompts it would have.
@@ -104,17 +105,15 @@ def missing_columns(columns: list[str], needed: tuple[tuple[str, ...], ...]) -> 
 
 def _synthetic_addition(config: str | None, split: str, seed: int) -> list[dict]:
     from .synthetic import make_addition_dataset
-    lo, hi = 1, 3
-    if config:
-        try:
-            lo, hi = (int(x) for x in str(config).split("-"))
-        except ValueError:
-            raise ValueError(f"data.dataset_config for synthetic_addition is the digit range 'LO-HI' "
-                             f"(e.g. '1-3'), got {config!r}") from None
+    try:
+        width = int(config) if config else 2
+    except ValueError:
+        raise ValueError(f"data.dataset_config for synthetic_addition is the operand width in digits "
+                         f"(e.g. '2'), got {config!r}") from None
     which = "train" if split == "train" else "held_out"
     size = 5000 if which == "train" else 500
     return [{"question": ex.prompt, "answer": ex.answer, "completion": ex.completion}
-            for ex in make_addition_dataset(size, seed=seed, min_digits=lo, max_digits=hi, split=which)]
+            for ex in make_addition_dataset(size, seed=seed, width=width, split=which)]
 
 
 BUILTIN_DATASETS: dict[str, Callable[[str | None, str, int], list[dict]]] = {

@@ -12,30 +12,31 @@ t ~ U(eps, 1), one t per row; the loss is the cross-entropy on the masked positi
 
     loss = mean_b  (1/L) Σ_i 1[masked_bi] · CE(logits_bi, y_bi) / t_b
 
-Prompts: the user message rendered with the model's chat template, i.e. for the byte tokenizer
-``"<|user|>\\nWhat is 47 + 385?\\n<|assistant|>\\n"`` (``BYTE_CHAT_TEMPLATE``), tokenised without
+Prompts: the user message rendered with the model's chat template — here the byte tokenizer's "raw"
+template (the text only, ``"47+85="``), so every prompt has the same length — tokenised without
 special tokens and left-padded with EOS. This is exactly what ``RolloutEngine`` (``chat=True``, the
 default) and ``adapter.encode`` produce, and the tokenizer (with its template) is saved with the
-checkpoint, so ``load_model(path)`` — or ``load_model(path, tokenizer="bytes")`` — reproduces it.
+checkpoint, so ``load_model(path)`` reproduces it (``tokenizer="bytes"`` would bring the "roles"
+template back: leave it unset).
 
 Sizes (``make_tiny("llada")``, byte tokenizer, vocab 512, mask 500, eos 501; AdamW, betas (0.9,
-0.95), weight decay 0.1, linear warm-up then constant lr, gradient clipping at 1):
+0.95), weight decay 0.1, linear warm-up then constant lr, gradient clipping at 1; the task is
+``rl.synthetic`` with 2-digit operands):
 
-| size  | d_model × layers, mlp | params | completion L | digits | batch | lr    |
-|-------|-----------------------|--------|--------------|--------|-------|-------|
-| tiny  | 32 × 2, 88            | 58K    | 64           | 1–2    | 8     | 3e-3  |
-| demo  | 128 × 4, 344          | 0.92M  | 96           | 1–3    | 32    | 2e-3  |
-| bench | 512 × 6, 1376 (= ``BenchSetting``) | 19.5M | 128 (= bench's) | 1–3 | 8 | 1e-3 |
+| size  | d_model × layers, mlp | params | completion L | batch | lr    |
+|-------|-----------------------|--------|--------------|-------|-------|
+| tiny  | 32 × 2, 88            | 58K    | 40           | 8     | 3e-3  |
+| demo  | 96 × 3, 256           | 0.43M  | 40           | 32    | 4e-3  |
+| bench | 512 × 6, 1376 (= ``BenchSetting``) | 19.5M | 128 (= bench's) | 8 | 1e-3 |
 
 Deterministic given ``seed``: weights from ``make_tiny(seed)``, step s's batch from
 ``make_addition_dataset(seed=seed * 1_000_003 + s)``, masks from one seeded generator, and a
 constant lr after warm-up, so a run stopped by ``minutes`` is a prefix of the ``steps`` run.
 
-Measured on 2 shared CPU cores (torch on 1 thread when the cores are busy: 2 threads then run far
-slower): the demo size learns the format, the answer length and the EOS padding in about 2 minutes
-(loss ≈ 0.3, ~0.45 s/step) but not yet to copy the operands' digits — 0/32 held-out exact after 1500
-steps (10 min); the bench size reaches loss ≈ 0.9 in 4 minutes (~107 steps), confident enough for
-early commit to save NFE, with 0 held-out accuracy.
+Measured on 2 CPU cores (torch on 2 threads, machine otherwise idle), held-out exact-match accuracy
+of greedy decoding (64 questions) of the demo size: ~3% up to step 2,000, 16% at 2,500 (2.5 min),
+45% at 2,800, 52% at 4,000 (4 min); it first learns to copy the operands perfectly, then the
+one-column sums.
 """
 from __future__ import annotations
 
@@ -61,8 +62,8 @@ EPS = 1e-3  # t ~ U(EPS, 1), as LLaDA's forward_process
 @dataclass(frozen=True)
 class SftSize:
     model: dict = field(default_factory=dict)  # make_tiny("llada", **model)
-    completion_length: int = 96
-    max_digits: int = 3
+    completion_length: int = 40
+    width: int = 2  # operand digits of the task
     batch_size: int = 32
     lr: float = 2e-3
     warmup: int = 50
@@ -71,12 +72,12 @@ class SftSize:
 
 
 SIZES = {
-    "tiny": SftSize(dict(d_model=32, n_layers=2, n_heads=4, mlp_hidden_size=88), completion_length=64,
-                    max_digits=2, batch_size=8, lr=3e-3, warmup=5, eval_examples=8),
-    "demo": SftSize(dict(d_model=128, n_layers=4, n_heads=4, mlp_hidden_size=344), completion_length=96,
-                    max_digits=3, batch_size=32, lr=2e-3, warmup=50, eval_every=250),
+    "tiny": SftSize(dict(d_model=32, n_layers=2, n_heads=4, mlp_hidden_size=88), batch_size=8, lr=3e-3, warmup=5,
+                    eval_examples=8),
+    "demo": SftSize(dict(d_model=96, n_layers=3, n_heads=4, mlp_hidden_size=256), batch_size=32, lr=4e-3, warmup=20,
+                    eval_every=500),
     "bench": SftSize(dict(d_model=512, n_layers=6, n_heads=8, mlp_hidden_size=1376), completion_length=128,
-                     max_digits=3, batch_size=8, lr=1e-3, warmup=20, eval_examples=16),
+                     batch_size=8, lr=1e-3, warmup=20, eval_examples=16),
 }
 
 
@@ -113,10 +114,10 @@ def sft_loss(adapter: ModelAdapter, prompt_ids: torch.Tensor, prompt_mask: torch
 @torch.no_grad()
 def held_out_accuracy(adapter: ModelAdapter, examples: Sequence[SyntheticExample], completion_length: int,
                       steps: int | None = None, batch_size: int = 32) -> float:
-    """Exact-match accuracy of greedy low-confidence decoding (blocks of 32, L/2 steps as the bench)."""
-    block = 32 if completion_length % 32 == 0 else completion_length
+    """Exact-match accuracy of greedy low-confidence decoding (blocks of 32 when L is a multiple of 32,
+    else one block; L/2 steps unless ``steps``)."""
     config = SamplerConfig(max_completion_length=completion_length, diffusion_steps=steps or completion_length // 2,
-                           block_length=block, temperature=0.0, remasking="low_confidence", schedule="llada")
+                           block_length=32 if completion_length % 32 == 0 else completion_length, temperature=0.0, remasking="low_confidence", schedule="llada")
     was_training = adapter.model.training
     adapter.model.eval()
     traj = RolloutEngine(adapter, config, batch_size=batch_size).rollout([ex.prompt for ex in examples])
@@ -143,11 +144,10 @@ def train_demo_model(out_dir: str | Path, size: str = "bench", minutes: float | 
     s = SIZES[size]
     lr, batch_size = lr or s.lr, batch_size or s.batch_size
     eval_every = eval_every if eval_every is not None else s.eval_every
-    adapter = make_tiny("llada", seed=seed, **s.model)
+    adapter = make_tiny("llada", seed=seed, chat_template="raw", **s.model)
     model = adapter.model
     n_params = model.num_parameters()
-    held_out = make_addition_dataset(eval_examples or s.eval_examples, seed=seed, max_digits=s.max_digits,
-                                     split="held_out")
+    held_out = make_addition_dataset(eval_examples or s.eval_examples, seed=seed, width=s.width, split="held_out")
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
     gen = torch.Generator().manual_seed(seed)
     bounds = ([f"{minutes:g} min"] if minutes is not None else []) + ([f"{steps} steps"] if steps is not None else [])
@@ -160,7 +160,7 @@ def train_demo_model(out_dir: str | Path, size: str = "bench", minutes: float | 
     start, step, recent, acc, acc_step = time.perf_counter(), 0, [], None, -1
     model.train()
     while (steps is None or step < steps) and (minutes is None or time.perf_counter() - start < 60 * minutes):
-        batch = make_addition_dataset(batch_size, seed=seed * 1_000_003 + step, max_digits=s.max_digits)
+        batch = make_addition_dataset(batch_size, seed=seed * 1_000_003 + step, width=s.width)
         for group in opt.param_groups:
             group["lr"] = lr * min(1.0, (step + 1) / s.warmup)
         loss = sft_loss(adapter, *encode_examples(adapter, batch, s.completion_length), generator=gen)
@@ -183,7 +183,7 @@ def train_demo_model(out_dir: str | Path, size: str = "bench", minutes: float | 
         f"held-out accuracy {acc:.3f} ({len(held_out)} questions)")
     out = adapter.save_pretrained(out_dir)
     summary = {"size": size, "params": n_params, "steps": step, "seed": seed, "lr": lr, "batch_size": batch_size,
-               "completion_length": s.completion_length, "max_digits": s.max_digits, "final_loss": final_loss,
-               "held_out_accuracy": acc, "held_out_questions": len(held_out), "prompt_format": "chat template"}
+               "completion_length": s.completion_length, "width": s.width, "final_loss": final_loss,
+               "held_out_accuracy": acc, "held_out_questions": len(held_out), "prompt_format": "raw chat template"}
     (Path(out) / "sft.json").write_text(json.dumps(summary, indent=2) + "\n")
     return Path(out)

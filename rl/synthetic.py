@@ -1,19 +1,24 @@
-"""A bundled task with verifiable answers: multi-digit addition written as a carry trace.
+"""A bundled task with verifiable answers: fixed-width addition written as a column-by-column carry trace.
 
-Why addition: the answer is checked exactly by Python arithmetic (a clean reward for RL and a clean
-accuracy for SFT), nothing has to be downloaded, and the prompt and completion lengths are set by
-the digit range. Written as a column-by-column trace it is learnable by a ~1–20M-parameter
-byte-level model in minutes on a CPU, because every step is local:
+Why this task: the answer is checked exactly by Python arithmetic (a clean reward for RL and a clean
+accuracy for SFT), nothing has to be downloaded, and it is learnable from scratch by a 0.4M-parameter
+byte-level model in a few CPU minutes. Every choice below is what made that true, measured on 2 cores
+(an earlier free-form version, "What is 47 + 385?" with variable widths and <reasoning> tags, stayed at
+0% held-out accuracy after 10 minutes of SFT):
 
-    prompt      What is 47 + 385?
-    completion  <reasoning>7+5+0=12;4+8+1=13;0+3+1=04</reasoning>
-                <answer>432</answer>
+    prompt      47+85=                       (operands zero-padded to ``width`` digits)
+    completion  7+5+0=12;4+8+1=13
+                <answer>132</answer>
 
-Step k (from the right) is always ``a+b+c=ss``: the k-th digits of both operands (0 past the end of
-the shorter one), the carry in (the tens digit of the previous step's sum, so it sits a fixed 7
-bytes back), and the two-digit sum. Every step has the same width, so each byte's role depends only
-on its position; the answer is the last step's sum followed by the ones digits of the earlier
-steps, read backwards, with leading zeros dropped.
+- Fixed-width operands and no preamble: every prompt has the same length, so each digit the trace
+  copies sits at a fixed distance from the position that copies it — the attention pattern a small
+  model finds first (it copies perfectly after ~1,500 SFT steps; variable offsets took far longer).
+- The trace makes every step local: step k (from the right) is ``a+b+c=ss`` with the k-th digits of
+  both operands, the carry in (the tens digit of the previous step's sum, a fixed 7 bytes back) and
+  the two-digit sum, so the model needs only the 200-entry one-column table, not multi-digit carries.
+  The answer is the last sum followed by the earlier sums' ones digits read backwards, leading zeros
+  dropped.
+- No reasoning tags: they carry no information and cost tokens in every forward pass.
 
 Splits are disjoint by a hash of the operand pair, so a held-out question is never a training one.
 """
@@ -42,45 +47,45 @@ def split_of(a: int, b: int) -> str:
     return "held_out" if int.from_bytes(digest[:8], "big") % HELD_OUT_EVERY == 0 else "train"
 
 
-def carry_trace(a: int, b: int) -> str:
-    """``a+b+c=ss`` steps from the ones column up, joined by ``;``."""
-    da, db = str(a)[::-1], str(b)[::-1]
+def carry_trace(a: int, b: int, width: int) -> str:
+    """``a+b+c=ss`` steps from the ones column up (``width`` of them), joined by ``;``."""
+    da, db = f"{a:0{width}d}"[::-1], f"{b:0{width}d}"[::-1]
+    if len(da) != width or len(db) != width:
+        raise ValueError(f"operands {a} and {b} must have at most {width} digits")
     steps, carry = [], 0
-    for k in range(max(len(da), len(db))):
-        x = int(da[k]) if k < len(da) else 0
-        y = int(db[k]) if k < len(db) else 0
+    for x, y in zip(map(int, da), map(int, db)):
         s = x + y + carry
         steps.append(f"{x}+{y}+{carry}={s:02d}")
         carry = s // 10
     return ";".join(steps)
 
 
-def make_example(a: int, b: int) -> SyntheticExample:
+def make_example(a: int, b: int, width: int = 2) -> SyntheticExample:
     answer = str(a + b)
-    completion = f"<reasoning>{carry_trace(a, b)}</reasoning>\n<answer>{answer}</answer>"
-    return SyntheticExample(prompt=f"What is {a} + {b}?", completion=completion, answer=answer)
+    return SyntheticExample(prompt=f"{a:0{width}d}+{b:0{width}d}=",
+                            completion=f"{carry_trace(a, b, width)}\n<answer>{answer}</answer>", answer=answer)
 
 
-def _operand(rng: random.Random, min_digits: int, max_digits: int) -> int:
-    digits = rng.randint(min_digits, max_digits)
-    return rng.randint(0 if digits == 1 else 10 ** (digits - 1), 10 ** digits - 1)
+def completion_bytes(width: int) -> int:
+    """Length in bytes of the longest completion of ``width``-digit problems."""
+    return len(make_example(10 ** width - 1, 10 ** width - 1, width).completion)
 
 
-def make_addition_dataset(n: int, seed: int, min_digits: int = 1, max_digits: int = 3,
-                          split: str = "train") -> list[SyntheticExample]:
-    """``n`` addition problems (operands of ``min_digits``..``max_digits`` digits each, drawn
-    independently), deterministic in ``seed``; only pairs of ``split`` ("train" or "held_out").
-    Pairs may repeat when the range holds fewer than ``n`` of them."""
+def make_addition_dataset(n: int, seed: int, width: int = 2, split: str = "train") -> list[SyntheticExample]:
+    """``n`` problems with operands uniform in [0, 10**width), deterministic in ``seed``; only pairs of
+    ``split`` ("train" or "held_out"). Pairs may repeat when the split holds fewer than ``n`` of them."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    if not 1 <= min_digits <= max_digits:
-        raise ValueError(f"need 1 <= min_digits <= max_digits, got {min_digits}, {max_digits}")
-    rng = random.Random(f"addition:{seed}:{min_digits}:{max_digits}")
+    if not isinstance(width, int) or not 1 <= width <= 9:
+        raise ValueError(f"width (operand digits) must be an integer from 1 to 9, got {width!r}")
+    if width == 1 and split == "held_out":
+        raise ValueError("width 1 has only 100 pairs, too few for a held-out split; use width >= 2")
+    rng = random.Random(f"addition:{seed}:{width}")
     out: list[SyntheticExample] = []
     while len(out) < n:
-        a, b = _operand(rng, min_digits, max_digits), _operand(rng, min_digits, max_digits)
+        a, b = rng.randrange(10 ** width), rng.randrange(10 ** width)
         if split_of(a, b) == split:
-            out.append(make_example(a, b))
+            out.append(make_example(a, b, width))
     return out
 
 

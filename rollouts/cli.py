@@ -1,7 +1,7 @@
-"""``unmask generate`` and ``unmask demo``: decode with a dLLM from the command line.
+"""``unmask generate`` and ``unmask smoke``: decode with a dLLM from the command line.
 
 ``generate`` loads any supported checkpoint (local directory or Hub id) and decodes one or more
-prompts as a left-padded batch. ``demo`` is the embedded smoke run: it builds the tiny LLaDA and Dream
+prompts as a left-padded batch. ``smoke`` is the embedded smoke run: it builds the tiny LLaDA and Dream
 models, saves them as real checkpoints, loads them back and decodes — no downloads, a few seconds on CPU.
 """
 from __future__ import annotations
@@ -96,14 +96,14 @@ def run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_demo_parser(sub) -> None:
-    p = sub.add_parser("demo", help="embedded smoke run: tiny LLaDA and Dream models, save, load, decode")
+def add_smoke_parser(sub) -> None:
+    p = sub.add_parser("smoke", help="embedded smoke run: tiny LLaDA and Dream models, save, load, decode")
     p.add_argument("--out", default="out/demo", help="where the tiny checkpoints are written (default out/demo)")
     p.add_argument("--prompt", default="What is 12 + 30?", help="prompt to decode")
-    p.set_defaults(func=run_demo)
+    p.set_defaults(func=run_smoke)
 
 
-def run_demo(args: argparse.Namespace) -> int:
+def run_smoke(args: argparse.Namespace) -> int:
     from .tiny import make_tiny
     cfg = SamplerConfig(max_completion_length=32, diffusion_steps=16, block_length=8)
     for family in ("llada", "dream"):

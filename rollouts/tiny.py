@@ -13,7 +13,7 @@ from .adapter import ModelAdapter, TokenIds
 from .families import FAMILIES
 from .models.dream import tiny_dream_config
 from .models.llada import tiny_llada_config
-from .tokenizer import byte_tokenizer
+from .tokenizer import CHAT_TEMPLATES, byte_tokenizer
 
 TINY_CONFIGS = {"llada": tiny_llada_config, "dream": tiny_dream_config}
 
@@ -31,9 +31,12 @@ def init_weights(model: torch.nn.Module, seed: int, std: float = 0.02) -> None:
                 p.copy_(torch.randn(p.shape, generator=gen) * std)
 
 
-def make_tiny(family: str = "llada", seed: int = 0, **sizes) -> ModelAdapter:
+def make_tiny(family: str = "llada", seed: int = 0, chat_template: str = "roles", **sizes) -> ModelAdapter:
     """A small random model of ``family`` ("llada" or "dream"); ``sizes`` override the tiny config
-    (e.g. ``d_model=128, n_layers=4`` for LLaDA, ``hidden_size=128`` for Dream)."""
+    (e.g. ``d_model=128, n_layers=4`` for LLaDA, ``hidden_size=128`` for Dream). ``chat_template``:
+    "roles" (``<|user|>`` markers) or "raw" (the messages' text only) for the byte tokenizer."""
+    if chat_template not in CHAT_TEMPLATES:
+        raise ValueError(f"unknown chat_template {chat_template!r}; choose one of {sorted(CHAT_TEMPLATES)}")
     if family not in TINY_CONFIGS:
         raise ValueError(f"unknown family {family!r}; choose one of {sorted(TINY_CONFIGS)}")
     cfg = TINY_CONFIGS[family](**sizes)
@@ -42,5 +45,5 @@ def make_tiny(family: str = "llada", seed: int = 0, **sizes) -> ModelAdapter:
     model.eval()
     ids = TokenIds.from_config(cfg, f"tiny {family} config")
     # the byte tokenizer needs ids 0-255 for bytes; toy vocabularies (e.g. 5 tokens) go without one
-    tokenizer = byte_tokenizer(ids.mask, ids.eos, ids.bos) if min(ids.mask, ids.eos) >= 256 else None
+    tokenizer = byte_tokenizer(ids.mask, ids.eos, ids.bos, CHAT_TEMPLATES[chat_template]) if min(ids.mask, ids.eos) >= 256 else None
     return ModelAdapter(model, FAMILIES[family], ids, tokenizer=tokenizer)

@@ -17,6 +17,9 @@ BYTE_CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
 )
+# The messages' text only, no role markers: for tiny models whose prompts must be short and fixed-width.
+RAW_CHAT_TEMPLATE = "{% for m in messages %}{{ m['content'] }}{% if not loop.last %}\n{% endif %}{% endfor %}"
+CHAT_TEMPLATES = {"roles": BYTE_CHAT_TEMPLATE, "raw": RAW_CHAT_TEMPLATE}
 
 
 class TokenizerError(ValueError):
@@ -36,7 +39,8 @@ def _byte_to_unicode() -> dict[int, str]:
     return chars
 
 
-def byte_tokenizer(mask_token_id: int, eos_token_id: int, bos_token_id: int | None = None):
+def byte_tokenizer(mask_token_id: int, eos_token_id: int, bos_token_id: int | None = None,
+                   chat_template: str = BYTE_CHAT_TEMPLATE):
     """A ``PreTrainedTokenizerFast`` over raw bytes with the model's special-token ids.
 
     eos doubles as pad (as in LLaDA and Dream). Special ids must lie outside 0–255.
@@ -57,7 +61,7 @@ def byte_tokenizer(mask_token_id: int, eos_token_id: int, bos_token_id: int | No
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, mask_token="<|mask|>", eos_token="<|endoftext|>", pad_token="<|endoftext|>",
         bos_token="<|startoftext|>" if "<|startoftext|>" in specials else None, padding_side="left")
-    fast.chat_template = BYTE_CHAT_TEMPLATE
+    fast.chat_template = chat_template
     return fast
 
 

@@ -18,7 +18,7 @@ def test_help_lists_every_subcommand(capsys):
         main(["--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    for cmd in ("train", "eval", "bench", "generate", "demo"):
+    for cmd in ("train", "eval", "bench", "generate", "demo", "smoke"):
         assert cmd in out
 
 
@@ -89,8 +89,8 @@ def _console_script() -> str:
     return found
 
 
-def test_installed_console_script_runs_the_demo(tmp_path):
-    done = subprocess.run([_console_script(), "demo", "--out", str(tmp_path)], capture_output=True, text=True,
+def test_installed_console_script_runs_the_smoke_run(tmp_path):
+    done = subprocess.run([_console_script(), "smoke", "--out", str(tmp_path)], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert "llada:" in done.stdout and "dream:" in done.stdout

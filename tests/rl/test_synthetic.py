@@ -8,23 +8,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rl.synthetic import (
-    HELD_OUT_EVERY, carry_trace, check_answer, extract_answer, make_addition_dataset, make_example, split_of,
+    HELD_OUT_EVERY, carry_trace, check_answer, completion_bytes, extract_answer, make_addition_dataset, make_example, split_of,
 )
 
 STEP = re.compile(r"^(\d)\+(\d)\+([01])=(\d\d)$")
 
 
-@pytest.mark.parametrize("a, b, trace", [
-    (47, 385, "7+5+0=12;4+8+1=13;0+3+1=04"),
-    (385, 47, "5+7+0=12;8+4+1=13;3+0+1=04"),
-    (0, 0, "0+0+0=00"),
-    (9, 1, "9+1+0=10"),
-    (999, 1, "9+1+0=10;9+0+1=10;9+0+1=10"),
-    (12, 34, "2+4+0=06;1+3+0=04"),
-    (5, 12345, "5+5+0=10;0+4+1=05;0+3+0=03;0+2+0=02;0+1+0=01"),
+@pytest.mark.parametrize("a, b, width, trace", [
+    (47, 85, 2, "7+5+0=12;4+8+1=13"),
+    (85, 47, 2, "5+7+0=12;8+4+1=13"),
+    (0, 0, 2, "0+0+0=00;0+0+0=00"),
+    (9, 1, 2, "9+1+0=10;0+0+1=01"),
+    (999, 1, 3, "9+1+0=10;9+0+1=10;9+0+1=10"),
+    (12, 34, 2, "2+4+0=06;1+3+0=04"),
+    (5, 12345, 5, "5+5+0=10;0+4+1=05;0+3+0=03;0+2+0=02;0+1+0=01"),
 ])
-def test_carry_trace_known_pairs(a, b, trace):
-    assert carry_trace(a, b) == trace
+def test_carry_trace_known_pairs(a, b, width, trace):
+    assert carry_trace(a, b, width) == trace
 
 
 def _answer_from_trace(trace: str) -> int:
@@ -35,29 +35,37 @@ def _answer_from_trace(trace: str) -> int:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.integers(0, 10 ** 6), st.integers(0, 10 ** 6))
-def test_carry_trace_is_correct_column_arithmetic(a, b):
-    steps = carry_trace(a, b).split(";")
-    assert len(steps) == max(len(str(a)), len(str(b)))
-    da, db, carry = str(a)[::-1], str(b)[::-1], 0
+@given(st.integers(0, 10 ** 6), st.integers(0, 10 ** 6), st.integers(0, 2))
+def test_carry_trace_is_correct_column_arithmetic(a, b, extra):
+    width = max(len(str(a)), len(str(b))) + extra
+    steps = carry_trace(a, b, width).split(";")
+    assert len(steps) == width
+    da, db, carry = f"{a:0{width}d}"[::-1], f"{b:0{width}d}"[::-1], 0
     for k, step in enumerate(steps):
         m = STEP.match(step)
         assert m, step
         x, y, c, s = (int(g) for g in m.groups())
-        assert (x, y, c) == (int(da[k]) if k < len(da) else 0, int(db[k]) if k < len(db) else 0, carry)
+        assert (x, y, c) == (int(da[k]), int(db[k]), carry)
         assert s == x + y + c  # carry in = tens digit of the previous sum
         carry = s // 10
-    assert _answer_from_trace(carry_trace(a, b)) == a + b
+    assert _answer_from_trace(carry_trace(a, b, width)) == a + b
+
+
+def test_carry_trace_rejects_operands_wider_than_width():
+    with pytest.raises(ValueError, match="at most 2 digits"):
+        carry_trace(100, 1, 2)
 
 
 def test_example_format_and_its_answer_checks():
-    ex = make_example(47, 385)
-    assert ex.prompt == "What is 47 + 385?"
-    assert ex.completion == "<reasoning>7+5+0=12;4+8+1=13;0+3+1=04</reasoning>\n<answer>432</answer>"
-    assert ex.answer == "432"
-    assert extract_answer(ex.completion) == "432"
-    assert check_answer(ex.completion, ex.answer) and check_answer(ex.completion, 432)
-    assert not check_answer(ex.completion.replace("432", "433"), ex.answer)
+    ex = make_example(47, 85)
+    assert ex.prompt == "47+85="
+    assert ex.completion == "7+5+0=12;4+8+1=13\n<answer>132</answer>"
+    assert ex.answer == "132"
+    assert make_example(3, 4).prompt == "03+04="  # fixed width: every prompt has the same length
+    assert extract_answer(ex.completion) == "132"
+    assert check_answer(ex.completion, ex.answer) and check_answer(ex.completion, 132)
+    assert not check_answer(ex.completion.replace("132", "133"), ex.answer)
+    assert completion_bytes(2) == len(make_example(99, 99).completion) == 38
 
 
 @pytest.mark.parametrize("text, answer, ok", [
@@ -95,8 +103,8 @@ def test_check_answer_on_huge_numbers_does_not_raise():
 
 
 def test_splits_are_disjoint_and_stable():
-    train = make_addition_dataset(2000, seed=0, max_digits=2, split="train")
-    held = make_addition_dataset(200, seed=0, max_digits=2, split="held_out")
+    train = make_addition_dataset(2000, seed=0, width=2, split="train")
+    held = make_addition_dataset(200, seed=0, width=2, split="held_out")
     assert {ex.prompt for ex in train}.isdisjoint({ex.prompt for ex in held})
     pairs = [tuple(map(int, re.findall(r"\d+", ex.prompt))) for ex in held]
     assert all(split_of(a, b) == "held_out" for a, b in pairs)
@@ -106,17 +114,18 @@ def test_splits_are_disjoint_and_stable():
     assert split_of(47, 385) == split_of(47, 385)
 
 
-def test_dataset_is_deterministic_and_respects_digit_range():
-    a = make_addition_dataset(50, seed=3, min_digits=2, max_digits=3)
-    assert a == make_addition_dataset(50, seed=3, min_digits=2, max_digits=3)
-    assert a != make_addition_dataset(50, seed=4, min_digits=2, max_digits=3)
+def test_dataset_is_deterministic_and_respects_width():
+    a = make_addition_dataset(50, seed=3, width=3)
+    assert a == make_addition_dataset(50, seed=3, width=3)
+    assert a != make_addition_dataset(50, seed=4, width=3)
     for ex in a:
+        assert re.fullmatch(r"\d{3}\+\d{3}=", ex.prompt)
         x, y = map(int, re.findall(r"\d+", ex.prompt))
-        assert 10 <= x <= 999 and 10 <= y <= 999
         assert int(ex.answer) == x + y and check_answer(ex.completion, ex.answer)
 
 
-@pytest.mark.parametrize("kwargs", [dict(split="test"), dict(min_digits=0), dict(min_digits=3, max_digits=2)])
+@pytest.mark.parametrize("kwargs", [dict(split="test"), dict(width=0), dict(width=10), dict(width=2.0),
+                                    dict(width=1, split="held_out")])
 def test_dataset_rejects_bad_arguments(kwargs):
     with pytest.raises(ValueError):
         make_addition_dataset(1, seed=0, **kwargs)

@@ -142,7 +142,7 @@ def test_bad_recipes_fail_before_any_model_is_loaded(tmp_path, monkeypatch):
 
 
 def test_eval_keeps_the_best_checkpoint_and_stops_early(tmp_path):
-    cfg = recipe(tmp_path, "data.eval_dataset=synthetic_addition", "data.eval_dataset_config=1-2", "data.eval_limit=4",
+    cfg = recipe(tmp_path, "data.eval_dataset=synthetic_addition", "data.eval_dataset_config=2", "data.eval_limit=4",
                  "training.eval_steps=2", "training.max_steps=12", "training.save_steps=100",
                  "training.save_total_limit=1", "training.early_stopping_patience=1", "training.learning_rate=0.05")
     trainer = Trainer(cfg).setup()
