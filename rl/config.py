@@ -240,6 +240,7 @@ class TrainingConfig:
     weight_decay: float = field(default=0.1, metadata={"help": "AdamW decoupled weight decay."})
     adam_beta1: float = field(default=0.9, metadata={"help": "AdamW beta1 (first-moment decay)."})
     adam_beta2: float = field(default=0.99, metadata={"help": "AdamW beta2 (second-moment decay)."})
+    adam_epsilon: float = field(default=1e-8, metadata={"help": "AdamW epsilon added to sqrt(v) (TRL's adam_epsilon)."})
     max_grad_norm: float = field(default=0.2, metadata={"help": "Gradient-norm clipping threshold; 0 disables clipping."})
     per_device_train_batch_size: int = field(default=6, metadata={"help": "Completions per device per micro-batch."})
     gradient_accumulation_steps: int = field(default=2, metadata={"help": "Micro-batches accumulated before each optimizer step."})
@@ -261,6 +262,7 @@ class TrainingConfig:
         _bound(self, where, ("learning_rate", "num_train_epochs"), 0.0, strict=True)
         _bound(self, where, ("warmup_steps", "weight_decay", "max_grad_norm"), 0)
         _bound(self, where, ("adam_beta1", "adam_beta2"), 0.0, below=1.0)
+        _bound(self, where, "adam_epsilon", 0.0, strict=True)
         _bound(self, where, ("per_device_train_batch_size", "gradient_accumulation_steps", "max_steps",
                              "save_steps", "save_total_limit", "eval_steps", "ref_model_sync_steps",
                              "early_stopping_patience"), 1)

@@ -83,7 +83,7 @@ class Trainer:
                                    device=self._device())
         adapter = self.policy.adapter
         optimizer = torch.optim.AdamW(self.policy.trainable, lr=t.learning_rate, weight_decay=t.weight_decay,
-                                      betas=(t.adam_beta1, t.adam_beta2))
+                                      betas=(t.adam_beta1, t.adam_beta2), eps=t.adam_epsilon)
         self.backend.wrap(adapter.model, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor), t,
                           t.bf16)
         sampler = cfg.rollout.sampler()
