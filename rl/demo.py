@@ -28,15 +28,6 @@ from .synthetic import SyntheticExample
 RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "demo" / "rl.yaml"
 
 
-def eval_examples(cfg) -> list[SyntheticExample]:
-    """The trainer's evaluation rows (same dataset, split, limit and seed) as examples."""
-    from .data import load_rows
-    d = cfg.data
-    rows = load_rows(d.eval_dataset, d.eval_dataset_config, d.eval_split, d.eval_data_files, d.eval_limit,
-                     seed=cfg.training.seed)
-    return [SyntheticExample(r["question"], r["completion"], r["answer"]) for r in rows]
-
-
 def read_metrics(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
 
@@ -51,27 +42,29 @@ def run_demo(out: str | Path = "out/demo", overrides: Sequence[str] = (), sft_st
                                f"training.seed={seed}", *overrides])
     if rl_dir.exists() and any(rl_dir.iterdir()):
         raise ValueError(f"{rl_dir} already holds a run; pass another --out (or delete it) so the demo starts fresh")
-    examples = eval_examples(cfg)
     size = SIZES["demo"]
     if cfg.rollout.max_completion_length != size.completion_length:
         raise ValueError(f"rollout.max_completion_length must be {size.completion_length} (the SFT stage's)")
     decode = dict(completion_length=size.completion_length, steps=cfg.rollout.diffusion_steps)
     start = time.perf_counter()
 
-    from rollouts.tiny import make_tiny
-    random_model = make_tiny("llada", seed=seed, chat_template="raw", **size.model)
-    acc_random = held_out_accuracy(random_model, examples, **decode)
-    log(f"[1/3] SFT: {sft_steps} steps from a random model (held-out accuracy {acc_random:.3f})")
+    log(f"[1/3] SFT: {sft_steps} steps from a random model")
     train_demo_model(sft_dir, size="demo", steps=sft_steps, seed=seed, eval_every=0, eval_examples=1,
                      log_every=250, log=lambda line: log("  " + line))
+    from .trainer import Trainer  # after SFT: with model.use_peft its preflight reads the checkpoint's config
+    trainer = Trainer(cfg, log=lambda line: log("  " + line))
+    examples = [SyntheticExample(r["question"], r["completion"], r["answer"]) for r in trainer.eval_rows]
     from rollouts.adapter import load_model
+    from rollouts.tiny import make_tiny
+    acc_random = held_out_accuracy(make_tiny("llada", seed=seed, chat_template="raw", **size.model), examples,
+                                   **decode)
     acc_sft = held_out_accuracy(load_model(sft_dir, device="cpu"), examples, **decode)
     sft_seconds = time.perf_counter() - start
-    log(f"  after SFT: held-out accuracy {acc_sft:.3f} ({len(examples)} questions), {sft_seconds:.0f}s")
+    log(f"  held-out accuracy ({len(examples)} questions): random init {acc_random:.3f}, after SFT {acc_sft:.3f}; "
+        f"{sft_seconds:.0f}s")
 
     log(f"[2/3] RL: {cfg.algorithm.name}, {cfg.training.max_steps} steps")
-    from .trainer import Trainer
-    trainer = Trainer(cfg, log=lambda line: log("  " + line)).setup()
+    trainer.setup()
     trainer.train()
     rl_seconds = time.perf_counter() - start - sft_seconds
 
