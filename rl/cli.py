@@ -32,11 +32,18 @@ def add_bench_parser(sub) -> None:
     p = sub.add_parser("bench", help="benchmarks that write JSON (rollout: decoding modes' speed and NFE)")
     p.add_argument("which", choices=["rollout"], help="what to benchmark")
     p.add_argument("--out", default="out/bench/rollout.json", help="JSON report path")
-    p.add_argument("--trained", default=None, help="also measure this trained checkpoint (a confident model)")
+    p.add_argument("--trained", default=None,
+                   help="also measure this checkpoint, SFT-trained on the bundled addition task (a confident model), "
+                        "on held-out questions of that task")
+    p.add_argument("--trained-questions", type=int, default=16,
+                   help="held-out questions the trained checkpoint is measured on (one batch; default 16)")
     p.add_argument("--train-minutes", type=float, default=None,
                    help="first SFT-train the benchmark model on the synthetic task for this long, then measure it")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test of the benchmark itself)")
+    p.add_argument("--shape", choices=["cpu-20m", "llada-8b"], default="cpu-20m",
+                   help="cpu-20m: the 20M-parameter CPU setting (default); llada-8b: d1's setting on a random "
+                        "model of LLaDA-8B's shape, bf16 on one CUDA GPU (needs ~20 GB)")
     p.add_argument("--repeats", type=int, default=1, help="time each mode this many times and keep the best")
     p.set_defaults(func=run_bench)
 
@@ -44,15 +51,21 @@ def add_bench_parser(sub) -> None:
 def run_bench(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    import torch
+
     from rollouts.bench import BenchSetting, format_table, run_rollout_bench
-    setting = BenchSetting.quick() if args.quick else BenchSetting()
+
+    from .sft import task_pairs, train_demo_model
+    setting = BenchSetting.quick() if args.quick else BenchSetting.llada_8b() if args.shape == "llada-8b" else BenchSetting()
+    if setting.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("unmask bench rollout --shape llada-8b needs a CUDA GPU; none is visible")
     setting.repeats = max(1, args.repeats)
     trained = args.trained
     if args.train_minutes:
-        from .sft import train_demo_model
         trained = str(train_demo_model(Path(args.out).parent / "bench-model", size="bench",
                                        minutes=args.train_minutes))
-    report = run_rollout_bench(Path(args.out), trained=trained, setting=setting, threads=args.threads)
+    task = task_pairs(trained, args.trained_questions, setting.completion_length) if trained else None
+    report = run_rollout_bench(Path(args.out), trained=trained, setting=setting, threads=args.threads, task=task)
     print(format_table(report))
     print(f"written to {args.out}")
     return 0

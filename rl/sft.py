@@ -54,7 +54,7 @@ from rollouts.engine import RolloutEngine
 from rollouts.sampler_config import SamplerConfig
 from rollouts.tiny import make_tiny
 
-from .synthetic import SyntheticExample, check_answer, make_addition_dataset
+from .synthetic import SyntheticExample, check_answer, completion_bytes, make_addition_dataset
 
 EPS = 1e-3  # t ~ U(EPS, 1), as LLaDA's forward_process
 
@@ -76,8 +76,8 @@ SIZES = {
                     eval_examples=8),
     "demo": SftSize(dict(d_model=96, n_layers=3, n_heads=4, mlp_hidden_size=256), batch_size=32, lr=4e-3, warmup=20,
                     eval_every=500),
-    "bench": SftSize(dict(d_model=512, n_layers=6, n_heads=8, mlp_hidden_size=1376), completion_length=128,
-                     batch_size=8, lr=1e-3, warmup=20, eval_examples=16),
+    "bench": SftSize(dict(d_model=96, n_layers=3, n_heads=4, mlp_hidden_size=256), completion_length=128,
+                     batch_size=32, lr=4e-3, warmup=20, eval_every=500),
 }
 
 
@@ -109,6 +109,20 @@ def sft_loss(adapter: ModelAdapter, prompt_ids: torch.Tensor, prompt_mask: torch
     logits = adapter.logits(ids, attention)[:, prompt_ids.shape[1]:].float()
     ce = F.cross_entropy(logits.transpose(1, 2), completion_ids, reduction="none")  # [B, L]
     return ((ce * masked / t[:, None]).sum(1) / length).mean()
+
+
+def task_pairs(checkpoint: str | Path, n: int, completion_length: int, seed: int = 0) -> list[tuple[str, str]]:
+    """``n`` held-out (prompt, gold completion) pairs of the task a :func:`train_demo_model` checkpoint
+    learnt (operand width from its ``sft.json``)."""
+    info = Path(checkpoint) / "sft.json"
+    if not info.is_file():
+        raise FileNotFoundError(f"{info} not found: the trained model must come from train_demo_model "
+                                f"(unmask bench rollout --train-minutes M), which records its task there")
+    width = json.loads(info.read_text()).get("width", 2)
+    if completion_bytes(width) > completion_length:
+        raise ValueError(f"{checkpoint} learnt {width}-digit addition, whose completions ({completion_bytes(width)} "
+                         f"tokens) do not fit completion length {completion_length}")
+    return [(ex.prompt, ex.completion) for ex in make_addition_dataset(n, seed=seed, width=width, split="held_out")]
 
 
 @torch.no_grad()

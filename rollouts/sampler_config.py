@@ -45,6 +45,7 @@ class SamplerConfig:
     rcr: bool = field(default=False, metadata={"help": "Running-confidence remasking (MDPO): fill every masked block position each step, then re-mask the least confident to follow the schedule."})
     threshold: float | None = field(default=None, metadata={"help": "Fast-dLLM parallel decoding: commit every masked block position whose confidence is >= threshold (at least one per step) instead of a fixed count."})
     early_commit: bool = field(default=False, metadata={"help": "Prophet: once the mean top-1/top-2 logit gap over the still-masked positions passes a progress-dependent threshold, commit all remaining masks at once."})
+    early_commit_window: int | None = field(default=5, metadata={"help": "Prophet's answer window: the gap is averaged over this many positions before the first predicted EOS; null averages over every still-masked position."})
     early_commit_gaps: list[float] = field(default_factory=lambda: [7.5, 5.0, 2.5], metadata={"help": "Prophet's gap thresholds for progress < 1/3, < 2/3 and beyond."})
     cache: Cache = field(default="none", metadata={"help": f"KV cache across blocks (approximate; Fast-dLLM): {CACHES}."})
     stop_at_eos: bool = field(default=True, metadata={"help": "Stop once every row has committed EOS before the current block; the rest is filled with EOS."})
@@ -103,6 +104,8 @@ class SamplerConfig:
         if self.eoser and self.remasking in ("margin", "neg_entropy"):
             raise ValueError(f"{n['eoser']} scales probabilities; use it with low_confidence, top1_prob or random "
                              f"(not {self.remasking!r}, which can be negative or is not a probability)")
+        if self.early_commit_window is not None and self.early_commit_window < 1:
+            raise ValueError(f"{n['early_commit_window']} must be at least 1 (or null), got {self.early_commit_window}")
         if len(self.early_commit_gaps) != 3:
             raise ValueError(f"{n['early_commit_gaps']} needs 3 thresholds (progress < 1/3, < 2/3, beyond)")
         if self.rcr and (self.threshold is not None or self.early_commit):

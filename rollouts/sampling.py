@@ -270,14 +270,35 @@ def sample(adapter: ModelAdapter, prompt_ids: torch.Tensor, prompt_mask: torch.T
 
 def _prophet(logits: torch.Tensor, completion: torch.Tensor, lo: int, cfg: SamplerConfig, mask_id: int,
              eos_id: int, generator: torch.Generator | None, rec: _Recorder, step: int) -> None:
-    """Prophet's early commit: rows whose mean top-1/top-2 logit gap over their still-masked positions
-    passes the progress-dependent threshold get every remaining mask filled with the current argmax."""
-    region = completion[:, lo: lo + logits.shape[1]]
+    """Prophet's early commit: rows whose mean top-1/top-2 logit gap over the answer window passes the
+    progress-dependent threshold get every remaining mask filled with the current argmax.
+
+    The answer window (Prophet: 5 tokens) is the ``early_commit_window`` positions just before the first
+    EOS of the current prediction (committed tokens, argmax elsewhere): in d1-style formats the answer
+    closes the completion. Only positions the forward scored (``lo`` onward) count; a window wholly
+    before ``lo`` is committed already and counts as converged. ``early_commit_window: null`` averages
+    over every still-masked position instead (then a long EOS tail alone can fire the rule)."""
+    width = logits.shape[1]
+    region = completion[:, lo: lo + width]
     masked = region == mask_id
     if not bool(masked.any()):
         return
     top2 = logits.topk(2, dim=-1).values
-    gap = ((top2[..., 0] - top2[..., 1]) * masked).sum(1) / masked.sum(1).clamp(min=1)
+    gap_at = top2[..., 0] - top2[..., 1]  # [B, width]
+    if cfg.early_commit_window is None:
+        gap = (gap_at * masked).sum(1) / masked.sum(1).clamp(min=1)
+    else:
+        pred = completion.clone()
+        pred[:, lo: lo + width] = torch.where(masked, logits.argmax(-1), region)
+        length = completion.shape[1]
+        pos = torch.arange(length, device=completion.device)
+        is_eos = pred == eos_id
+        end = torch.where(is_eos.any(1), is_eos.int().argmax(1), length).clamp(min=1)  # first predicted EOS
+        window = (pos >= end[:, None] - cfg.early_commit_window) & (pos < end[:, None])
+        scored = window & (pos >= lo) & (pos < lo + width)
+        full_gap = gap_at.new_zeros(completion.shape)
+        full_gap[:, lo: lo + width] = gap_at
+        gap = torch.where(scored.any(1), (full_gap * scored).sum(1) / scored.sum(1).clamp(min=1), float("inf"))
     progress = 1 - (completion == mask_id).float().mean(1)
     g = cfg.early_commit_gaps
     threshold = torch.where(progress < 1 / 3, g[0], torch.where(progress < 2 / 3, g[1], g[2]))

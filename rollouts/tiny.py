@@ -19,8 +19,9 @@ TINY_CONFIGS = {"llada": tiny_llada_config, "dream": tiny_dream_config}
 
 
 def init_weights(model: torch.nn.Module, seed: int, std: float = 0.02) -> None:
-    """Normal(0, std) matrices and embeddings, unit norms, zero biases — deterministic in ``seed``."""
-    gen = torch.Generator().manual_seed(seed)
+    """Normal(0, std) matrices and embeddings, unit norms, zero biases — deterministic in ``seed`` (drawn
+    on the parameters' device: a CPU model is the same on every machine; a GPU one differs from it)."""
+    gens: dict[torch.device, torch.Generator] = {}
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith("bias"):
@@ -28,19 +29,23 @@ def init_weights(model: torch.nn.Module, seed: int, std: float = 0.02) -> None:
             elif p.dim() == 1:
                 p.fill_(1.0)
             else:
-                p.copy_(torch.randn(p.shape, generator=gen) * std)
+                gen = gens.setdefault(p.device, torch.Generator(p.device).manual_seed(seed))
+                p.copy_(torch.randn(p.shape, generator=gen, device=p.device, dtype=p.dtype) * std)
 
 
-def make_tiny(family: str = "llada", seed: int = 0, chat_template: str = "roles", **sizes) -> ModelAdapter:
+def make_tiny(family: str = "llada", seed: int = 0, chat_template: str = "roles", device: str = "cpu",
+              dtype: torch.dtype = torch.float32, **sizes) -> ModelAdapter:
     """A small random model of ``family`` ("llada" or "dream"); ``sizes`` override the tiny config
     (e.g. ``d_model=128, n_layers=4`` for LLaDA, ``hidden_size=128`` for Dream). ``chat_template``:
-    "roles" (``<|user|>`` markers) or "raw" (the messages' text only) for the byte tokenizer."""
+    "roles" (``<|user|>`` markers) or "raw" (the messages' text only) for the byte tokenizer.
+    ``device``/``dtype``: built and initialised there directly (large shapes on a GPU, for benchmarks)."""
     if chat_template not in CHAT_TEMPLATES:
         raise ValueError(f"unknown chat_template {chat_template!r}; choose one of {sorted(CHAT_TEMPLATES)}")
     if family not in TINY_CONFIGS:
         raise ValueError(f"unknown family {family!r}; choose one of {sorted(TINY_CONFIGS)}")
     cfg = TINY_CONFIGS[family](**sizes)
-    model = FAMILIES[family].build(cfg, f"tiny {family} config")
+    with torch.device(device):
+        model = FAMILIES[family].build(cfg, f"tiny {family} config").to(dtype)
     init_weights(model, seed)
     model.eval()
     ids = TokenIds.from_config(cfg, f"tiny {family} config")

@@ -24,7 +24,8 @@ def test_quick_bench_writes_every_row(tmp_path, capsys):
     assert main(["bench", "rollout", "--quick", "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     modes = [r["mode"] for r in report["rows"]]
-    assert modes == ["plain", "exact", "prefix", "dual", "dual+threshold0.9", "early_commit", "exact, recording off"]
+    assert modes == ["plain", "exact", "prefix", "dual", "threshold0.9", "dual+threshold0.9", "early_commit",
+                     "exact, recording off"]
     exact = report["rows"][1]
     assert exact["agreement_with_exact"] == 1.0 and exact["nfe"] == report["setting"]["steps"]
     assert "recording overhead" in capsys.readouterr().out

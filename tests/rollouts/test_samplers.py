@@ -73,6 +73,20 @@ def test_prophet_early_commit_fills_everything_once_converged():
     assert traj.num_steps.tolist() == [1]
 
 
+def test_prophet_judges_the_answer_window_not_the_eos_tail():
+    # an unsure 4-token answer followed by a sure EOS tail: the mean over all masked positions passes
+    # the threshold at once, the window (the positions before the first predicted EOS) does not
+    adapter = scripted_adapter(peaked([65, 66, 67, 68] + [EOS] * 12, [0.01] * 4 + [0.999] * 12), 3)
+    cfg = SamplerConfig(max_completion_length=16, diffusion_steps=16, block_length=16, early_commit=True,
+                        early_commit_gaps=[5.0, 5.0, 5.0], stop_at_eos=False)
+    assert sample(adapter, PROMPT, config=cfg).nfe > 1
+    cfg.early_commit_window = None
+    assert sample(adapter, PROMPT, config=cfg).nfe == 1
+    cfg.early_commit_window = 0
+    with pytest.raises(ValueError, match="early_commit_window must be at least 1"):
+        cfg.check()
+
+
 def test_ass_layout_matches_cj_grpo():
     assert ass_step_sizes(128) == [1, 2, 4, 8, 16, 32, 65]
     assert ass_step_sizes(256) == [1, 2, 4, 8, 16, 32, 64, 129]
