@@ -30,6 +30,11 @@ class RolloutBatch:
         return self.traj.batch_size
 
     def __post_init__(self):
+        # scorers return CPU tensors; advantages and masks must live with the trajectory (GPU rollouts)
+        device = self.traj.completion_ids.device
+        self.rewards = self.rewards.to(device)
+        if self.step_rewards is not None:
+            self.step_rewards = self.step_rewards.to(device)
         if self.size % self.group_size:
             raise ValueError(f"the batch has {self.size} rows, not a multiple of the group size {self.group_size}")
         if self.rewards.shape != (self.size,):

@@ -115,8 +115,12 @@ class DeepSpeedZero(SingleProcess):
         self.model = model
         self.stage = self.engine.zero_optimization_stage()
 
+    def _comm_device(self) -> torch.device:
+        """Where collective tensors must live: NCCL reduces only CUDA tensors, gloo CPU ones."""
+        return torch.device("cuda", torch.cuda.current_device()) if self.dist.get_backend() == "nccl" else torch.device("cpu")
+
     def sum(self, value: float) -> float:
-        t = torch.tensor([float(value)], dtype=torch.float64)
+        t = torch.tensor([float(value)], dtype=torch.float64, device=self._comm_device())
         self.dist.all_reduce(t)
         return float(t)
 
@@ -130,7 +134,7 @@ class DeepSpeedZero(SingleProcess):
         with self.engine.coalesce_grad_reduction():
             yield
             if self.stage == 3:  # equal numbers of forward+backward passes on every rank
-                n = torch.tensor([self.calls])
+                n = torch.tensor([self.calls], device=self._comm_device())
                 self.dist.all_reduce(n, op=self.dist.ReduceOp.MAX)
                 for _ in range(int(n) - self.calls):
                     self.backward(self._dummy_loss())

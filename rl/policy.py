@@ -104,7 +104,7 @@ def build_policy(model_cfg, training_cfg, beta: float, targets: list[str], log=p
     """Load the model, wrap it with LoRA when asked, and build its reference policy (if beta > 0)."""
     adapter = load_model(model_cfg.name_or_path, dtype=model_cfg.dtype, device=device or model_cfg.device,
                          tokenizer=model_cfg.tokenizer, revision=model_cfg.revision,
-                         trust_remote_code=model_cfg.trust_remote_code)
+                         trust_remote_code=model_cfg.trust_remote_code, load_in_4bit=model_cfg.load_in_4bit)
     adapter.model.gradient_checkpointing = model_cfg.gradient_checkpointing
     peft_model = None
     if model_cfg.use_peft:

@@ -195,23 +195,35 @@ def left_pad(rows: Sequence[Sequence[int]], pad_id: int, device: torch.device | 
 def load_model(name_or_path: str | os.PathLike, *, dtype: str | torch.dtype = "float32",
                device: str | torch.device = "auto", tokenizer: str | None = None, revision: str | None = None,
                trust_remote_code: bool = False, mask_token_id: int | None = None,
-               adapter: str | os.PathLike | None = None, merge_adapter: bool = True) -> ModelAdapter:
+               adapter: str | os.PathLike | None = None, merge_adapter: bool = True,
+               load_in_4bit: bool = False) -> ModelAdapter:
     """Load a dLLM checkpoint (local directory or Hub id) into a :class:`ModelAdapter`.
 
     ``tokenizer``: None → the checkpoint's own (loaded on first use), ``"bytes"`` → the built-in byte
     tokenizer, else a path or Hub id. Unknown model types need ``trust_remote_code=True``. ``adapter``:
     a PEFT LoRA directory (``adapter_config.json`` + weights), merged into the loaded weights, or with
     ``merge_adapter=False`` kept as separate LoRA layers inside the model (evaluated as trained).
+    ``load_in_4bit``: the linear layers (not the head) as bitsandbytes NF4 on a CUDA device, for QLoRA
+    (``models/quantize.py``); native families only.
     """
     path = resolve_checkpoint(name_or_path, revision)
     cfg = read_config(path)
     source = str(path / "config.json")
     torch_dtype, dev = resolve_dtype(dtype), resolve_device(device)
     family = family_for(cfg.get("model_type"))
+    if load_in_4bit and (family is None or dev.type != "cuda"):
+        raise ValueError(f"load_in_4bit: 4-bit loading needs a native model family ({supported_model_types()}) on a "
+                         f"CUDA device; got model_type {cfg.get('model_type')!r} on {dev}")
     if family is not None:
         with torch.device("meta"):
             model = family.build(cfg, source)
-        load_weights(model, path, torch_dtype, dev)
+        if load_in_4bit:
+            from .models.quantize import quantize_linears_4bit
+            load_weights(model, path, torch_dtype, torch.device("cpu"))
+            quantize_linears_4bit(model, dev, skip=model.output_head_names(), compute_dtype=torch_dtype)
+            model.to(dev)
+        else:
+            load_weights(model, path, torch_dtype, dev)
     elif trust_remote_code:
         from .families import remote_family
         from .models.remote import RemoteCodeModel

@@ -55,9 +55,12 @@ def test_timeout_kills_the_whole_process_group(no_leftover_dirs):
     # the kind of escape sandbox.py documents), then spin: the timeout must kill the grandchild too.
     program = (
         "import importlib.machinery, importlib.util, os, sys\n"
-        "dynload = os.path.dirname(importlib.util.find_spec('select').origin)\n"
-        "path = os.path.join(dynload, next(f for f in os.listdir(dynload) if f.startswith('_posixsubprocess.')))\n"
-        "loader = importlib.machinery.ExtensionFileLoader('_posixsubprocess', path)\n"
+        "if '_posixsubprocess' in sys.builtin_module_names:\n"  # compiled into the interpreter (e.g. Ubuntu's 3.12)
+        "    loader, path = importlib.machinery.BuiltinImporter, 'built-in'\n"
+        "else:\n"
+        "    dynload = os.path.dirname(importlib.util.find_spec('select').origin)\n"
+        "    path = os.path.join(dynload, next(f for f in os.listdir(dynload) if f.startswith('_posixsubprocess.')))\n"
+        "    loader = importlib.machinery.ExtensionFileLoader('_posixsubprocess', path)\n"
         "spec = importlib.machinery.ModuleSpec('_posixsubprocess', loader, origin=path)\n"
         "sys.modules['_posixsubprocess'] = importlib.util.module_from_spec(spec)\n"
         "loader.exec_module(sys.modules['_posixsubprocess'])\n"

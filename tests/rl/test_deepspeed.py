@@ -34,13 +34,15 @@ def zero_config(tmp: Path, stage: int) -> Path:
     return path
 
 
-def launch(out: Path, stage: int, *overrides: str) -> subprocess.CompletedProcess:
-    launcher = Path(sys.executable).parent / "deepspeed"
-    cmd = [str(launcher), "--num_gpus", "2", "--master_port", str(29500 + stage + os.getpid() % 1000),
+def launch(out: Path, stage: int, *overrides: str, gpus: int = 2, accelerator: str | None = "cpu") -> subprocess.CompletedProcess:
+    """``deepspeed --num_gpus GPUS --module rl.train`` on the tiny recipe (ranks on the CPU unless
+    ``accelerator`` is None)."""
+    launcher = shutil.which("deepspeed") or str(Path(sys.executable).parent / "deepspeed")
+    cmd = [launcher, "--num_gpus", str(gpus), "--master_port", str(29500 + stage + os.getpid() % 1000),
            "--module", "rl.train", str(RECIPE), f"model.name_or_path={LLADA_TINY}", f"training.output_dir={out}",
            f"training.deepspeed={zero_config(out.parent, stage)}", "algorithm.rewards=[{name: xml_count}]",
            "training.save_steps=2", "training.save_total_limit=null", *overrides]
-    env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **({"DS_ACCELERATOR": accelerator} if accelerator else {})}
     result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result

@@ -132,8 +132,8 @@ def test_bad_recipes_fail_before_any_model_is_loaded(tmp_path, monkeypatch):
     bad.write_text('{"query": "What is 1 + 1?", "gold": "2"}\n')
     with pytest.raises(ValueError, match=r"data\.dataset 'json' has no column question\|prompt\|problem, answer\|solution"):
         Trainer(recipe(tmp_path, "data.dataset=json", f"data.data_files={bad}", "algorithm.rewards=[{name: gsm8k_correct}]"))
-    with pytest.raises(ValueError, match=r"model\.load_in_4bit: 4-bit \(QLoRA\) loading .* not implemented yet"):
-        Trainer(recipe(tmp_path, "model.use_peft=true", "model.load_in_4bit=true"))
+    with pytest.raises(ValueError, match=r"model\.load_in_4bit: .*(CUDA GPU|bitsandbytes|CPU).* Set model\.load_in_4bit: false"):
+        Trainer(recipe(tmp_path, "model.use_peft=true", "model.load_in_4bit=true", "model.device=cpu"))
     with pytest.raises(ConfigError, match=r"rollout\.num_generations \(3\) must divide .* = 8"):
         recipe(tmp_path, "rollout.num_generations=3")
     with pytest.raises(ConfigError, match=r"algorithm\.name 'grpo_d1' is not a registered RL method"):
