@@ -3,12 +3,16 @@
 
 | name | Hub id (config, split) | id column | template | scored by |
 |---|---|---|---|---|
-| ``gsm8k`` | openai/gsm8k (main, test) | row index | ``d1`` | ``gsm8k_correct`` |
+| ``gsm8k`` | openai/gsm8k (main, test) | row index | ``d1`` | ``gsm8k_correct``, and lm-eval's strict-match ``gsm8k_strict_match`` beside it |
 | ``math500`` | HuggingFaceH4/MATH-500 (test) | ``unique_id`` or index | ``boxed`` | math-verify ``math_correct`` and d1's ``math_correct_d1``, both reported |
 | ``humaneval`` | openai/openai_humaneval (test) | ``task_id`` | ``code`` | ``code_humaneval`` (sandbox) |
 | ``mbpp`` | google-research-datasets/mbpp (full, test) | ``task_id`` | ``mbpp`` | ``code_tests`` (sandbox) |
 | ``countdown`` | Jiayi-Pan/Countdown-Tasks-3to4 (train) | row index | ``countdown`` | ``countdown`` |
 | ``sudoku`` | local files only (d1's 4×4 CSV: ``puzzle``) | row index | ``sudoku`` | ``sudoku`` |
+
+``--template`` picks another prompt style, e.g. lm-eval's few-shot ``gsm8k_cot`` / ``gsm8k_cot_5shot`` and
+``minerva_math`` (``rl/fewshot.py``: the styles behind the public LLaDA reproductions), whose stop strings
+cut each completion before it is graded.
 
 ``--data-files`` loads the same sets from local files (e.g. ``../shared/data``).
 """
@@ -18,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from rewards import (code_humaneval, code_tests, countdown, extract_code, gsm8k_correct, gsm8k_gold, gsm8k_prediction,
-                     math_correct, math_correct_d1, math_prediction, sudoku, tag_content)
+                     gsm8k_strict_match, math_correct, math_correct_d1, math_prediction, sudoku, tag_content)
 from rl.data import load_rows
 from rl.registry import Registry
 
@@ -66,7 +70,7 @@ register_benchmark(Benchmark(
     "gsm8k", "openai/gsm8k", "main", "test", "d1", None,
     gold=lambda row: str(gsm8k_gold(row["answer"])),
     extract=lambda text, row: "" if (v := gsm8k_prediction(text)) is None else str(v),
-    graders={"gsm8k_correct": gsm8k_correct}))
+    graders={"gsm8k_correct": gsm8k_correct, "lm_eval_strict": gsm8k_strict_match}))
 
 register_benchmark(Benchmark(
     "math500", "HuggingFaceH4/MATH-500", None, "test", "boxed", "unique_id",

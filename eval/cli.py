@@ -27,8 +27,9 @@ def add_eval_parser(sub) -> None:
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N problems only")
     p.add_argument("--num-samples", type=int, default=1, help="samples per problem (pass@k for k <= N)")
     p.add_argument("--batch-size", type=int, default=16, help="prompts per generation batch")
-    p.add_argument("--template", default=None, help="prompt template (rl/data.py: d1, plain, boxed, code, mbpp, "
-                                                  "countdown, sudoku); default: the benchmark's own")
+    p.add_argument("--template", default=None,
+                   help="prompt template (rl/data.py: d1, plain, boxed, code, mbpp, countdown, sudoku, and lm-eval's "
+                        "gsm8k_cot, gsm8k_cot_5shot, minerva_math, humaneval_instruct); default: the benchmark's own")
     p.add_argument("--system-prompt", default=None, help="replace the template's instruction")
     p.add_argument("--out", default="out/eval", help="output directory (JSONL per sample, summary JSON/Markdown)")
     add_sampler_arguments(p)

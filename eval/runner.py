@@ -80,15 +80,16 @@ def run_benchmark(bench: Benchmark, rows: Sequence[dict], generate: Generator, o
         for b in range(0, len(todo), batch_size):
             batch = todo[b: b + batch_size]
             gens = generate([template.render(r, system_prompt) for r in batch], num_samples, seed + b)
-            texts = [g.text for g in gens]
+            texts = [template.cut(g.text) for g in gens]  # the style's stop strings (lm-eval's `until`)
             expanded = [r for r in batch for _ in range(num_samples)]
             verdicts = bench.score([g.prompt for g in gens], texts, expanded)
-            for i, (row, gen, verdict) in enumerate(zip(expanded, gens, verdicts)):
+            for i, (row, gen, text, verdict) in enumerate(zip(expanded, gens, texts, verdicts)):
                 key = (row["id"], i % num_samples)
                 if key in done:
                     continue
                 record = {"id": row["id"], "sample": key[1], "prompt": gen.prompt, "completion": gen.text,
-                          "extracted": bench.extract(gen.text, row), "gold": bench.gold(row),
+                          **({"graded_completion": text} if text != gen.text else {}),
+                          "extracted": bench.extract(text, row), "gold": bench.gold(row),
                           "correct": next(iter(verdict.values())), "graders": verdict, "tokens": gen.tokens,
                           "nfe": gen.nfe, "seconds": gen.seconds, "seed": seed + b, "sampler": settings or {}}
                 f.write(json.dumps(record) + "\n")

@@ -11,7 +11,7 @@ from rewards.combine import RewardBreakdown, weighted_rewards
 from rewards.contract import completion_text, completion_texts, per_item
 from rewards.extract import hash_answer, last_boxed, parse_number, tag_content, the_answer_is
 from rewards.format import answer_is_int, length_penalty, xml_count, xml_format, xml_format_strict
-from rewards.gsm8k import answer_tag_exact, gsm8k_correct, gsm8k_gold, gsm8k_prediction, gsm8k_score
+from rewards.gsm8k import answer_tag_exact, gsm8k_correct, gsm8k_gold, gsm8k_prediction, gsm8k_score, gsm8k_strict_match
 from rewards.math_d1 import is_equiv, last_boxed_only_string, remove_boxed, strip_string
 from rewards.math_grader import MathVerifyPool, math_equal, math_verdict, verify_batch
 from rewards.math_rewards import math_correct, math_correct_d1, math_prediction, score_math, score_math_batch
@@ -24,7 +24,7 @@ __all__ = [
     "MathVerifyPool", "RewardBreakdown", "SandboxLimits", "SandboxResult", "UnknownRewardError",
     "answer_is_int", "answer_tag_exact", "build_rewards", "code_humaneval", "code_tests", "completion_text", "completion_texts",
     "countdown", "countdown_score", "extract_code", "get_reward", "gsm8k_correct", "gsm8k_gold",
-    "gsm8k_prediction", "gsm8k_score", "hash_answer", "humaneval_program", "is_equiv", "last_boxed",
+    "gsm8k_prediction", "gsm8k_score", "gsm8k_strict_match", "hash_answer", "humaneval_program", "is_equiv", "last_boxed",
     "last_boxed_only_string", "length_penalty", "list_rewards", "math_correct", "math_correct_d1", "math_equal",
     "math_prediction", "math_verdict", "parse_number", "per_item", "register_reward", "remove_boxed",
     "reward_columns", "run_humaneval", "run_many", "run_python", "safe_arithmetic", "score_math", "score_math_batch",

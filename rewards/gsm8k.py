@@ -60,3 +60,26 @@ def answer_tag_exact(text: str, row: dict) -> float | None:
         return 0.0
     span = tag_content(text, "answer")
     return float(bool(span) and re.fullmatch(r"[+-]?\d+(\.\d+)?", span) is not None and parse_number(span) == gold)
+
+
+_LM_EVAL_STRICT = re.compile(r"The answer is (\-?[0-9\.\,]+).")
+_LM_EVAL_IGNORE = (",", r"\$", r"(?s).*#### ", r"\.$")  # gsm8k_cot's regexes_to_ignore
+
+
+def _lm_eval_normalise(s: str) -> str:
+    for pattern in _LM_EVAL_IGNORE:
+        s = re.sub(pattern, "", s)
+    return s.strip().lower()
+
+
+@register_reward("gsm8k_strict_match", columns=(("answer", "solution"),))
+@per_item
+def gsm8k_strict_match(text: str, row: dict) -> float | None:
+    """lm-eval ``gsm8k_cot``'s strict-match: the first "The answer is N." must equal the gold string after
+    ``####`` once commas, ``$`` and a final period are dropped (a string match, as lm-eval's
+    ``exact_match``: "18.0" does not equal "18")."""
+    gold = first_present(row, "answer", "solution")
+    if gold is None:
+        return None
+    match = _LM_EVAL_STRICT.search(text) if isinstance(text, str) else None
+    return float(match is not None and _lm_eval_normalise(match.group(1)) == _lm_eval_normalise(str(gold)))

@@ -16,6 +16,8 @@ import random
 from dataclasses import dataclass
 from typing import Callable
 
+from .fewshot import (GSM8K_COT_STOP, HUMANEVAL_INSTRUCT_PREFIX, HUMANEVAL_INSTRUCT_USER, HUMANEVAL_STOP, MINERVA_MATH_STOP,
+                      cut_at, gsm8k_cot_prompt, minerva_math_prompt)
 from .registry import Registry
 
 D1_SYSTEM_PROMPT = """Respond in the following format:
@@ -33,6 +35,11 @@ class PromptTemplate:
     name: str
     columns: tuple[tuple[str, ...], ...]   # each entry: alternatives, the first present is used
     render: Callable[[dict, str | None], list[dict]]
+    stop: tuple[str, ...] = ()             # completions are cut at the first of these before grading
+
+    def cut(self, text: str) -> str:
+        """The part of a completion that rewards and graders see."""
+        return cut_at(text, self.stop) if self.stop else text
 
 
 TEMPLATES: Registry[PromptTemplate] = Registry("prompt template")
@@ -91,6 +98,22 @@ def _sudoku(row: dict, system: str | None) -> list[dict]:
                      f"<answer> </answer> tags.", system)
 
 
+# lm-evaluation-harness styles (rl/fewshot.py): the public reproductions of LLaDA's numbers use them
+register_template(PromptTemplate(
+    "gsm8k_cot", (QUESTION,), lambda row, system: _messages(gsm8k_cot_prompt(first_column(row, QUESTION)), system),
+    stop=GSM8K_COT_STOP))
+register_template(PromptTemplate(
+    "gsm8k_cot_5shot", (QUESTION,),  # dllm's LLaDA-8B-Instruct reproduction: --num_fewshot 5
+    lambda row, system: _messages(gsm8k_cot_prompt(first_column(row, QUESTION), shots=5), system),
+    stop=GSM8K_COT_STOP))
+register_template(PromptTemplate(
+    "minerva_math", (QUESTION,), lambda row, system: _messages(minerva_math_prompt(first_column(row, QUESTION)), system),
+    stop=MINERVA_MATH_STOP))
+register_template(PromptTemplate(
+    "humaneval_instruct", (("prompt",),),  # the model continues a pre-filled assistant turn: the function's body
+    lambda row, system: _messages(HUMANEVAL_INSTRUCT_USER.format(prompt=row["prompt"]), system)
+    + [{"role": "assistant", "content": HUMANEVAL_INSTRUCT_PREFIX.format(prompt=row["prompt"])}],
+    stop=HUMANEVAL_STOP))
 register_template(PromptTemplate("mbpp", (("text",), ("test_list",)), _mbpp))
 register_template(PromptTemplate("countdown", (("nums", "numbers"), ("target",)), _countdown))
 register_template(PromptTemplate("sudoku", (("puzzle", "Puzzle"),), _sudoku))

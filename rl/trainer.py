@@ -192,7 +192,7 @@ class Trainer:
         adapter = self.policy.adapter
 
         def score(prompt_ids, completions, index):
-            texts = [adapter.decode_completion(c) for c in completions]
+            texts = [self.template.cut(adapter.decode_completion(c)) for c in completions]
             prompts = [adapter.tokenizer.decode(p) for p in prompt_ids]
             columns = {k: [rows[i // group].get(k) for i in index] for k in rows[0]}
             breakdown = weighted_rewards(self.reward_specs, prompts, texts, **columns)
@@ -214,7 +214,8 @@ class Trainer:
             gens = engine_generator(self.eval_engine)(
                 [self.template.render(r, self.cfg.data.system_prompt) for r in rows], 1, 0)
         columns = {k: [r.get(k) for r in rows] for k in rows[0]}
-        breakdown = weighted_rewards(self.reward_specs, [g.prompt for g in gens], [g.text for g in gens], **columns)
+        breakdown = weighted_rewards(self.reward_specs, [g.prompt for g in gens],
+                                     [self.template.cut(g.text) for g in gens], **columns)
         value = sum(breakdown.total) / len(rows)
         values = {"eval/reward": value, **reward_means(breakdown, "eval/rewards/")}
         self.logger.metrics(self.global_step, values)

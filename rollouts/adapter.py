@@ -142,7 +142,8 @@ class ModelAdapter:
         return getattr(self.tokenizer, "chat_template", None) or self.family.chat_template
 
     def format_prompt(self, prompt: Prompt, *, system_prompt: str | None = None, chat: bool = True) -> str:
-        """A prompt string, or chat messages, rendered with the chat template (``chat=False``: as is)."""
+        """A prompt string, or chat messages, rendered with the chat template (``chat=False``: as is).
+        Messages ending with an assistant turn are continued from it (a pre-filled answer)."""
         if not chat:
             if not isinstance(prompt, str):
                 raise TypeError("chat=False needs plain-text prompts, not message lists")
@@ -154,8 +155,9 @@ class ModelAdapter:
         if template is None:
             raise ValueError(f"neither the tokenizer nor the {self.family.name} family has a chat template; "
                              f"pass chat=False (--no-chat) to use raw prompts")
+        prefill = messages[-1]["role"] == "assistant"  # the completion continues a pre-filled answer
         return self.tokenizer.apply_chat_template(messages, chat_template=template, tokenize=False,
-                                                  add_generation_prompt=True)
+                                                  add_generation_prompt=not prefill, continue_final_message=prefill)
 
     def encode(self, prompts: Sequence[Prompt], *, system_prompt: str | None = None,
                chat: bool = True) -> tuple[torch.Tensor, torch.Tensor]:

@@ -42,7 +42,7 @@ def run(bench, rows, answer, tmp_path, **kw):
     return run_benchmark(bench, rows, generate, tmp_path, batch_size=size, log=lambda *a: None, **kw)
 
 
-GOLD = {"gsm8k": lambda r: r["answer"], "math500": lambda r: f"The answer is $\\boxed{{{r['answer']}}}$.",
+GOLD = {"gsm8k": lambda r: f"{r['answer']}\nThe answer is {r['answer'].split('####')[-1].strip()}.", "math500": lambda r: f"The answer is $\\boxed{{{r['answer']}}}$.",
         "humaneval": lambda r: f"```python\n{r['prompt']}{r['canonical_solution']}```"}
 WRONG = {"gsm8k": lambda r: "#### -987654321", "math500": lambda r: "\\boxed{-987654321.5}",
          "humaneval": lambda r: "```python\nraise SystemExit(3)\n```"}
@@ -171,3 +171,21 @@ def test_sudoku_has_no_hub_copy_and_unknown_templates_are_named(capsys):
         BENCHMARKS.get("sudoku").load()
     assert cli.main(["eval", "--model", "x/y", "--benchmark", "gsm8k", "--template", "d2"]) == 2
     assert "--template 'd2' is not a registered prompt template; did you mean 'd1'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("gsm8k", ("openai/gsm8k", "main", "test")), ("math500", ("HuggingFaceH4/MATH-500", None, "test")),
+    ("humaneval", ("openai/openai_humaneval", None, "test")),
+    ("mbpp", ("google-research-datasets/mbpp", "full", "test")),
+    ("countdown", ("Jiayi-Pan/Countdown-Tasks-3to4", None, "train"))])
+def test_benchmarks_load_from_the_hub_by_their_usual_ids(name, expected, monkeypatch):
+    import datasets
+    calls = []
+
+    def fake_load_dataset(path, name=None, split=None, **kwargs):  # no network here: record the request
+        calls.append((path, name, split))
+        return datasets.Dataset.from_list([{"task_id": f"t{i}", "unique_id": f"u{i}", "x": i} for i in range(3)])
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    rows = BENCHMARKS.get(name).load(limit=2)
+    assert calls == [expected] and len(rows) == 2 and rows[0]["id"].startswith(f"{name}/")
