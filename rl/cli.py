@@ -3,29 +3,42 @@
 ``unmask demo`` runs SFT → RL → eval on the bundled task (``rl.demo``); ``unmask generate`` and ``unmask smoke``
 decode with a model (``rollouts.cli``); ``unmask bench rollout``
 measures the decoding modes; ``unmask train RECIPE`` validates a recipe (``--print-config`` shows it
-resolved; it also trains); ``unmask eval`` scores benchmarks and ``unmask merge`` merges LoRA (``eval.cli``).
+resolved; it also trains); ``unmask sft RECIPE`` runs masked-diffusion SFT (``rl.sft_trainer``); ``unmask eval`` scores benchmarks and ``unmask merge`` merges LoRA (``eval.cli``).
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-def add_train_parser(sub) -> None:
-    p = sub.add_parser("train", help="train from a YAML recipe (one process: CPU or one GPU)")
+def add_recipe_parser(sub, name: str, help: str, example: str, func) -> None:
+    p = sub.add_parser(name, help=help)
     p.add_argument("recipe", help="path to a YAML recipe")
-    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. rollout.block_length=64")
+    p.add_argument("overrides", nargs="*", help=f"dotted overrides, e.g. {example}")
     p.add_argument("--print-config", action="store_true", help="print the resolved recipe as YAML and exit")
-    p.set_defaults(func=run_train)
+    p.set_defaults(func=func)
+
+
+def add_train_parser(sub) -> None:
+    add_recipe_parser(sub, "train", "train from a YAML recipe (one process: CPU or one GPU)",
+                      "rollout.block_length=64", run_train)
+    add_recipe_parser(sub, "sft", "masked-diffusion SFT from a YAML recipe (recipes/sft/; one process: CPU or one GPU)",
+                      "training.max_steps=100 sft.completion_length=128", run_train)
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from .config import load_recipe, to_yaml
-    cfg = load_recipe(args.recipe, args.overrides)
+    """``unmask train`` and ``unmask sft``: validate the recipe, then print it (``--print-config``) or run it."""
+    from .config import load_recipe, load_sft_recipe, to_yaml
+    cfg = (load_sft_recipe if args.command == "sft" else load_recipe)(args.recipe, args.overrides)
     if args.print_config:
         print(to_yaml(cfg), end="")
         return 0
-    from .train import run
-    return run(args.recipe, args.overrides)
+    if args.command == "train":
+        from .train import run
+        return run(args.recipe, args.overrides)
+    from .sft_trainer import sft
+    metrics = sft(cfg)
+    print(f"done: {cfg.training.output_dir} (last loss {metrics.get('loss', float('nan')):.4f})")
+    return 0
 
 
 def add_bench_parser(sub) -> None:
@@ -107,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)  # the exact command, for reports
     # argparse stops collecting `overrides` at the first option: let override words come after options too
     # (a word without `=` is then reported by the recipe loader as a malformed override, as it is before them)
-    if extra and args.command in ("train", "demo") and not any(e.startswith("-") for e in extra):
+    if extra and args.command in ("train", "sft", "demo") and not any(e.startswith("-") for e in extra):
         args.overrides += extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")

@@ -285,6 +285,12 @@ class LoggingConfig:
         _nonempty(self, where, "project")
 
 
+def validate_sections(recipe: Any, where: str) -> None:
+    """Validate each section of a recipe dataclass (each field's own ``validate``)."""
+    for f in dataclasses.fields(recipe):
+        getattr(recipe, f.name).validate(_join(where, f.name))
+
+
 @dataclass
 class RecipeConfig:
     """A whole training recipe: one field per YAML section."""
@@ -297,8 +303,7 @@ class RecipeConfig:
     logging: LoggingConfig = field(default_factory=LoggingConfig, metadata={"help": "Metric sinks and completion logging."})
 
     def validate(self, where: str = "") -> None:
-        for f in dataclasses.fields(self):
-            getattr(self, f.name).validate(_join(where, f.name))
+        validate_sections(self, where)
         t, g = self.training, self.rollout.num_generations
         batch = t.per_device_train_batch_size * t.gradient_accumulation_steps
         if batch % g:
@@ -311,6 +316,40 @@ class RecipeConfig:
                 and self.data.eval_data_files is None and self.data.eval_benchmark is None):
             raise ConfigError(f"{steps} ({self.training.eval_steps}) is set but {dataset} is null; "
                               f"set {dataset} (or data.eval_data_files) or remove {steps}")
+
+
+@dataclass
+class SftConfig:
+    """What masked-diffusion SFT learns from each row (LLaDA's SFT; ``rl/sft.py`` has the loss)."""
+
+    completion_column: str = field(default="answer", metadata={"help": "Dataset column holding the target completion (GSM8K: answer, MATH: solution, the bundled task: completion)."})
+    completion_length: int = field(default=256, metadata={"help": "Completion tokens per row: the target is cut to this length or padded with EOS (the padding is learnt, so the model learns where to stop)."})
+    mask_eps: float = field(default=1e-3, metadata={"help": "Smallest masking ratio t ~ U(mask_eps, 1); the loss weights masked tokens by 1/t."})
+
+    def validate(self, where: str = "sft") -> None:
+        _nonempty(self, where, "completion_column")
+        _bound(self, where, "completion_length", 1)
+        _bound(self, where, "mask_eps", 0.0, strict=True, below=1.0)
+
+
+@dataclass
+class SftRecipeConfig:
+    """An SFT recipe (``unmask sft RECIPE``): model, data, the SFT target, training, logging."""
+
+    model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "Model, tokenizer and LoRA settings."})
+    data: DataConfig = field(default_factory=DataConfig, metadata={"help": "Training (and held-out) rows and their prompt template."})
+    sft: SftConfig = field(default_factory=SftConfig, metadata={"help": "The completion column and its length."})
+    training: TrainingConfig = field(default_factory=TrainingConfig, metadata={"help": "Optimizer, schedule, batch sizes and checkpointing."})
+    logging: LoggingConfig = field(default_factory=LoggingConfig, metadata={"help": "Metric sinks."})
+
+    def validate(self, where: str = "") -> None:
+        validate_sections(self, where)
+        if self.training.deepspeed is not None:
+            raise ConfigError(f"{_join(where, 'training.deepspeed')}: unmask sft runs in one process (CPU or one GPU); "
+                              f"remove training.deepspeed (use LoRA, model.use_peft: true, for large models)")
+        if self.data.eval_benchmark is not None:
+            raise ConfigError(f"{_join(where, 'data.eval_benchmark')}: SFT evaluates its loss on data.eval_dataset rows; "
+                              f"run unmask eval on a checkpoint for benchmark scores")
 
 
 # ----------------------------------------------------------------------------- entry points & output
@@ -355,6 +394,21 @@ def with_method_defaults(data: Mapping) -> dict:
 
 def load_recipe(path: str | os.PathLike, overrides: Sequence[str] = ()) -> RecipeConfig:
     """Read a YAML recipe, apply ``KEY=VALUE`` overrides, and return the validated RecipeConfig."""
+    return recipe_from_dict(read_yaml(path), overrides, source=os.fspath(path))
+
+
+def load_sft_recipe(path: str | os.PathLike, overrides: Sequence[str] = ()) -> SftRecipeConfig:
+    """Read an SFT recipe (``unmask sft``), apply overrides, and return the validated SftRecipeConfig."""
+    data = read_yaml(path)
+    if data is not None and not isinstance(data, Mapping):
+        raise ConfigError(f"{os.fspath(path)}: top level must be a mapping of sections (model, data, sft, ...), "
+                          f"got {_got(data)}")
+    return parse_section(SftRecipeConfig, apply_overrides(data or {}, overrides, SftRecipeConfig), "",
+                         source=os.fspath(path))
+
+
+def read_yaml(path: str | os.PathLike):
+    """The parsed YAML of a recipe file; unreadable files and bad YAML raise ConfigError."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -364,7 +418,7 @@ def load_recipe(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Recip
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{os.fspath(path)}: invalid YAML: {exc}") from None
-    return recipe_from_dict(data, overrides, source=os.fspath(path))
+    return data
 
 
 def to_dict(cfg: Any) -> dict:

@@ -119,6 +119,18 @@ register_template(PromptTemplate("countdown", (("nums", "numbers"), ("target",))
 register_template(PromptTemplate("sudoku", (("puzzle", "Puzzle"),), _sudoku))
 
 
+def load_checked_rows(field: str, dataset: str, config: str | None, split: str, data_files, limit: int | None,
+                      seed: int, needed: tuple[tuple[str, ...], ...], needed_by: str, fix: str) -> list[dict]:
+    """:func:`load_rows`, failing with the recipe field, the missing columns and the fix when a needed
+    column (``needed``: alternatives per entry) is absent."""
+    rows = load_rows(dataset, config, split, data_files, limit, seed=seed)
+    missing = missing_columns(list(rows[0]), needed)
+    if missing:
+        raise ValueError(f"{field} {dataset!r} has no column {', '.join(missing)} (needed by {needed_by}); its "
+                         f"columns are {sorted(rows[0])}: {fix}")
+    return rows
+
+
 def missing_columns(columns: list[str], needed: tuple[tuple[str, ...], ...]) -> list[str]:
     """The needed column sets none of whose alternatives is present, written ``a|b``."""
     return ["|".join(alt) for alt in needed if not any(a in columns for a in alt)]

@@ -51,7 +51,7 @@ class MetricsLogger:
         done = step - self.start_step
         rate = (time.time() - self.start_time) / max(done, 1)
         eta = rate * max(self.max_steps - step, 0)
-        shown = " ".join(f"{k} {values[k]:.4g}" for k in ("reward", "loss", "kl", "eval/reward") if k in values)
+        shown = " ".join(f"{k} {values[k]:.4g}" for k in ("reward", "loss", "kl", "eval/reward", "eval/loss") if k in values)
         self.log(f"step {step}/{self.max_steps} | {shown} | {rate:.1f} s/step, ETA {eta / 60:.1f} min")
 
     def completions(self, step: int, prompts: list[str], completions: list[str], rewards: list[float],

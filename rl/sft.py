@@ -81,18 +81,30 @@ SIZES = {
 }
 
 
-def encode_examples(adapter: ModelAdapter, examples: Sequence[SyntheticExample],
-                    completion_length: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(prompt ids, prompt mask) left-padded as ``adapter.encode`` does, and completions [B, L]
-    padded with EOS."""
-    prompt_ids, prompt_mask = adapter.encode([ex.prompt for ex in examples])
+def encode_pairs(adapter: ModelAdapter, prompts: Sequence, completions: Sequence[str], completion_length: int,
+                 truncate: bool = True, max_prompt_length: int | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(prompt ids, prompt mask) rendered with the chat template and left-padded as ``adapter.encode``
+    does (the last ``max_prompt_length`` tokens when set), and completions [B, L] cut to L tokens
+    (``truncate=False``: an error instead) and padded with EOS."""
+    prompt_ids, prompt_mask = adapter.encode(list(prompts))
+    if max_prompt_length is not None and prompt_ids.shape[1] > max_prompt_length:
+        prompt_ids, prompt_mask = prompt_ids[:, -max_prompt_length:], prompt_mask[:, -max_prompt_length:]
     rows = []
-    for ex in examples:
-        ids = adapter.tokenizer(ex.completion, add_special_tokens=False)["input_ids"]
-        if len(ids) > completion_length:
+    for text in completions:
+        ids = adapter.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(ids) > completion_length and not truncate:
             raise ValueError(f"completion of {len(ids)} tokens does not fit completion_length {completion_length}")
+        ids = ids[:completion_length]
         rows.append(ids + [adapter.eos_id] * (completion_length - len(ids)))
     return prompt_ids, prompt_mask, torch.tensor(rows, dtype=torch.long, device=prompt_ids.device)
+
+
+def encode_examples(adapter: ModelAdapter, examples: Sequence[SyntheticExample],
+                    completion_length: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`encode_pairs` of bundled-task examples (a completion that does not fit is an error)."""
+    return encode_pairs(adapter, [ex.prompt for ex in examples], [ex.completion for ex in examples],
+                        completion_length, truncate=False)
 
 
 def sft_loss(adapter: ModelAdapter, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,

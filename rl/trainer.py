@@ -23,8 +23,9 @@ from rollouts.engine import RolloutEngine
 
 from . import checkpoint as ckpt
 from .config import RecipeConfig, to_dict, to_yaml
-from .data import TEMPLATES, PromptOrder, load_rows, missing_columns
+from .data import TEMPLATES, PromptOrder, load_checked_rows
 from .logger import MetricsLogger
+from .optim import make_optimizer, make_schedule
 from .distributed import make_backend
 from .loop import RLStep
 from .policy import build_policy, check_lora_targets
@@ -74,14 +75,10 @@ class Trainer:
                              f"with bitsandbytes installed and without training.deepspeed")
 
     def _checked_rows(self, field: str, dataset, config, split, files, limit) -> list[dict]:
-        rows = load_rows(dataset, config, split, files, limit, seed=self.cfg.training.seed)
         needed = self.template.columns + tuple(c for spec in self.reward_specs for c in reward_columns(spec["name"]))
-        missing = missing_columns(list(rows[0]), needed)
-        if missing:
-            raise ValueError(f"{field} {dataset!r} has no column {', '.join(missing)} (needed by prompt template "
-                             f"{self.template.name!r} or the rewards); its columns are {sorted(rows[0])}: rename "
-                             f"them or pick another data.prompt_template / reward")
-        return rows
+        return load_checked_rows(field, dataset, config, split, files, limit, self.cfg.training.seed, needed,
+                                 f"prompt template {self.template.name!r} or the rewards",
+                                 "rename them or pick another data.prompt_template / reward")
 
     # ---- setup ---------------------------------------------------------------------------------------
     def setup(self) -> "Trainer":
@@ -93,10 +90,8 @@ class Trainer:
         self.policy = build_policy(cfg.model, t, cfg.algorithm.beta, self.lora_targets, self.log,
                                    device=self._device())
         adapter = self.policy.adapter
-        optimizer = torch.optim.AdamW(self.policy.trainable, lr=t.learning_rate, weight_decay=t.weight_decay,
-                                      betas=(t.adam_beta1, t.adam_beta2), eps=t.adam_epsilon)
-        self.backend.wrap(adapter.model, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor), t,
-                          t.bf16)
+        optimizer = make_optimizer(self.policy.trainable, t)
+        self.backend.wrap(adapter.model, optimizer, make_schedule(optimizer, t, self.max_steps), t, t.bf16)
         sampler = cfg.rollout.sampler()
         self.engine = RolloutEngine(adapter, sampler, batch_size=cfg.rollout.generation_batch_size,
                                     system_prompt=None)
@@ -127,17 +122,6 @@ class Trainer:
             torch.cuda.set_device(local)
             return f"cuda:{local}"
         return self.cfg.model.device
-
-    def _lr_factor(self, step: int) -> float:
-        t = self.cfg.training
-        if step < t.warmup_steps:
-            return (step + 1) / (t.warmup_steps + 1)
-        progress = (step - t.warmup_steps) / max(1, self.max_steps - t.warmup_steps)
-        if t.lr_scheduler_type == "cosine":
-            return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-        if t.lr_scheduler_type == "linear":
-            return max(0.0, 1 - progress)
-        return 1.0
 
     # ---- the loop ----------------------------------------------------------------------------------
     def train(self) -> dict[str, float]:
