@@ -32,7 +32,7 @@ def read_metrics(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
 
 
-def run_demo(out: str | Path = "out/demo", overrides: Sequence[str] = (), sft_steps: int = 2500, seed: int = 0,
+def run_demo(out: str | Path = "out/demo", overrides: Sequence[str] = (), sft_steps: int = 5000, seed: int = 0,
              recipe: str | Path = RECIPE, log: Callable[[str], None] | None = None) -> dict:
     """Run SFT → RL → eval into ``out``; return the summary (also written as JSON and Markdown)."""
     log = log or (lambda line: print(line, flush=True))
@@ -45,7 +45,8 @@ def run_demo(out: str | Path = "out/demo", overrides: Sequence[str] = (), sft_st
     size = SIZES["demo"]
     if cfg.rollout.max_completion_length != size.completion_length:
         raise ValueError(f"rollout.max_completion_length must be {size.completion_length} (the SFT stage's)")
-    decode = dict(completion_length=size.completion_length, steps=cfg.rollout.diffusion_steps)
+    # every accuracy decodes as the trainer's evaluations do: the recipe's sampler at temperature 0
+    decode = dict(completion_length=size.completion_length, config=cfg.rollout.sampler().greedy())
     start = time.perf_counter()
 
     log(f"[1/3] SFT: {sft_steps} steps from a random model")
@@ -82,14 +83,19 @@ def run_demo(out: str | Path = "out/demo", overrides: Sequence[str] = (), sft_st
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "summary.md").write_text(summary_markdown(summary))
-    from .plot import line_chart_png
-    line_chart_png(out / "curve.png", {"training reward (mean, 64 samples)": reward,
-                                       "held-out accuracy (greedy)": accuracy},
-                   title=f"unmask demo: {cfg.algorithm.name} on 2-digit addition", x_label="RL step",
-                   y_label="reward / accuracy", y_range=(0.0, 1.0))
+    plot_curves(out / "curve.png", summary)
     log(summary_markdown(summary))
     log(f"written to {out}/summary.md, summary.json and curve.png")
     return summary
+
+
+def plot_curves(path: Path, summary: dict) -> None:
+    """The demo's PNG: training reward and held-out accuracy against RL steps."""
+    from .plot import line_chart_png
+    line_chart_png(path, {"train reward (batch mean)": summary["reward_curve"],
+                          "held-out accuracy": summary["accuracy_curve"]},
+                   title=f"unmask demo: {summary['algorithm']} on 2-digit addition", x_label="RL step",
+                   y_label="reward / accuracy", y_range=(0.0, 1.0))
 
 
 def summary_markdown(s: dict) -> str:

@@ -95,8 +95,7 @@ class Trainer:
         sampler = cfg.rollout.sampler()
         self.engine = RolloutEngine(adapter, sampler, batch_size=cfg.rollout.generation_batch_size,
                                     system_prompt=None)
-        self.eval_engine = RolloutEngine(adapter, type(sampler)(**{**sampler.as_dict(), "temperature": 0.0,
-                                                                   "record_predictions": False}))
+        self.eval_engine = RolloutEngine(adapter, sampler.greedy())
         self.update = PolicyUpdate(adapter, cfg.algorithm, micro_batch_size=t.per_device_train_batch_size,
                                    reference=self.policy.reference, backend=self.backend)
         self.order = PromptOrder(len(self.rows), t.seed)

@@ -59,6 +59,10 @@ class SamplerConfig:
         cfg.check()
         return cfg
 
+    def greedy(self) -> "SamplerConfig":
+        """These settings at temperature 0 without per-step extras: how evaluation decodes."""
+        return replace(self, temperature=0.0, record_predictions=False)
+
     def as_dict(self) -> dict:
         return asdict(self)
 
