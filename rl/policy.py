@@ -61,6 +61,22 @@ def check_lora_targets(model_cfg) -> list[str]:
     return targets
 
 
+def check_4bit(model_cfg, training_cfg) -> None:
+    """Preflight of ``model.load_in_4bit`` (QLoRA): a CUDA GPU, bitsandbytes, no CPU placement, no DeepSpeed."""
+    if not model_cfg.load_in_4bit:
+        return
+    from rollouts.models.quantize import bitsandbytes_problem
+    problem = bitsandbytes_problem()
+    if problem is None and model_cfg.device == "cpu":
+        problem = "the recipe puts the model on the CPU (model.device: cpu)"
+    if problem is None and training_cfg.deepspeed:
+        problem = "DeepSpeed ZeRO shards full-precision weights and cannot hold bitsandbytes 4-bit layers"
+    if problem is not None:
+        raise ValueError(f"model.load_in_4bit: {problem}. Set model.load_in_4bit: false (bf16 LoRA of an 8B "
+                         f"model fits 24 GB: see recipes/llada-gsm8k-lora-24gb.yaml), or run on one CUDA GPU "
+                         f"with bitsandbytes installed and without training.deepspeed")
+
+
 @dataclass
 class Policy:
     adapter: ModelAdapter

@@ -26,7 +26,7 @@ from .data import TEMPLATES, PromptOrder, load_checked_rows
 from .distributed import SingleProcess
 from .logger import MetricsLogger
 from .optim import make_optimizer, make_schedule
-from .policy import build_policy, check_lora_targets
+from .policy import build_policy, check_4bit, check_lora_targets
 from .sft import encode_pairs, sft_loss
 from .trainer import seed_everything
 
@@ -36,9 +36,7 @@ class SftTrainer:
         """Preflight: what can be wrong with the recipe or its data fails here, before weights load."""
         self.cfg, self.log = cfg, log
         self.template = TEMPLATES.get(cfg.data.prompt_template, "data.prompt_template")
-        if cfg.model.load_in_4bit:
-            raise ValueError("model.load_in_4bit: 4-bit bases are for LoRA RL (unmask train); SFT trains in the "
-                             "recipe's dtype — set model.load_in_4bit: false")
+        check_4bit(cfg.model, cfg.training)  # QLoRA SFT: a 4-bit base under LoRA, on one GPU
         self.lora_targets = check_lora_targets(cfg.model) if cfg.model.use_peft else []
         d = cfg.data
         self.rows = self._checked_rows("data.dataset", d.dataset, d.dataset_config, d.split, d.data_files, None)

@@ -28,7 +28,7 @@ from .logger import MetricsLogger
 from .optim import make_optimizer, make_schedule
 from .distributed import make_backend
 from .loop import RLStep
-from .policy import build_policy, check_lora_targets
+from .policy import build_policy, check_4bit, check_lora_targets
 from .update import PolicyUpdate
 
 
@@ -42,8 +42,7 @@ class Trainer:
         except (KeyError, ValueError) as e:
             raise ValueError(f"algorithm.rewards: {e}") from None
         self.template = TEMPLATES.get(cfg.data.prompt_template, "data.prompt_template")
-        if cfg.model.load_in_4bit:
-            self._check_4bit()
+        check_4bit(cfg.model, cfg.training)
         self.lora_targets = check_lora_targets(cfg.model) if cfg.model.use_peft else []
         d = cfg.data
         self.rows = self._checked_rows("data.dataset", d.dataset, d.dataset_config, d.split, d.data_files, None)
@@ -60,19 +59,6 @@ class Trainer:
         self.prompts_per_batch = self.batch_rows // r.num_generations
         self.max_steps = t.max_steps or cfg.algorithm.num_iterations * math.ceil(
             t.num_train_epochs * len(self.rows) / self.prompts_per_batch)
-
-    def _check_4bit(self) -> None:
-        from rollouts.models.quantize import bitsandbytes_problem
-        m = self.cfg.model
-        problem = bitsandbytes_problem()
-        if problem is None and m.device == "cpu":
-            problem = "the recipe puts the model on the CPU (model.device: cpu)"
-        if problem is None and self.cfg.training.deepspeed:
-            problem = "DeepSpeed ZeRO shards full-precision weights and cannot hold bitsandbytes 4-bit layers"
-        if problem is not None:
-            raise ValueError(f"model.load_in_4bit: {problem}. Set model.load_in_4bit: false (bf16 LoRA of an 8B "
-                             f"model fits 24 GB: see recipes/llada-gsm8k-lora-24gb.yaml), or run on one CUDA GPU "
-                             f"with bitsandbytes installed and without training.deepspeed")
 
     def _checked_rows(self, field: str, dataset, config, split, files, limit) -> list[dict]:
         needed = self.template.columns + tuple(c for spec in self.reward_specs for c in reward_columns(spec["name"]))

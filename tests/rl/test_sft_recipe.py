@@ -74,6 +74,8 @@ def test_bad_sft_recipes_fail_before_any_weights_load(tmp_path, monkeypatch):
     monkeypatch.setattr(rl.policy, "load_model", lambda *a, **k: pytest.fail("weights were loaded"))
     with pytest.raises(ValueError, match=r"has no column solution .*sft\.completion_column"):
         SftTrainer(recipe(tmp_path, "sft.completion_column=solution"))
+    with pytest.raises(ValueError, match=r"model\.load_in_4bit: .*Set model\.load_in_4bit: false"):
+        SftTrainer(recipe(tmp_path, "model.use_peft=true", "model.load_in_4bit=true"))
     with pytest.raises(ConfigError, match=r"training\.deepspeed: unmask sft runs in one process"):
         recipe(tmp_path, "training.deepspeed=recipes/deepspeed/zero2.json")
     with pytest.raises(ConfigError, match=r"sft\.completion_lenght.*completion_length"):
