@@ -1,31 +1,35 @@
 """``unmask demo``: the main job on a laptop CPU — SFT a tiny LLaDA from scratch, then RL, then eval.
 
-    1. SFT   a random 0.43M-parameter LLaDA on the bundled 2-digit addition task (``rl.sft``, size
-             "demo": LLaDA's masked-diffusion loss with 1/t weighting) for ``--sft-steps`` steps:
-             a weak start, where it copies the operands but gets some one-column sums wrong;
+    1. SFT   ``recipes/demo/sft.yaml`` through ``unmask sft``'s trainer: a random 0.43M-parameter LLaDA
+             (written to ``out/init``) on the bundled 2-digit addition task, LLaDA's masked-diffusion
+             loss with 1/t weighting, for ``--sft-steps`` steps; the model lands in ``out/sft``;
     2. RL    ``recipes/demo/rl.yaml`` (diffu-GRPO; any method by override) through the normal trainer,
              rewarded by exact answer match, evaluated greedily on held-out questions every few steps;
     3. eval  held-out exact-match accuracy of the random, the SFT'd and the RL'd model, with the same
              200 held-out questions and the same greedy sampler as the trainer's evaluations.
 
 Writes ``summary.json``, ``summary.md`` and ``curve.png`` (training reward and held-out accuracy
-against RL steps) to the output folder. Simplification: the SFT stage is the fixed-size helper
-``rl.sft.train_demo_model`` rather than a recipe.
+against RL steps) to the output folder.
 """
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
 
-from .config import load_recipe
-from .sft import SIZES, held_out_accuracy, train_demo_model
+from rollouts.tiny import make_tiny
+
+from .config import load_recipe, load_sft_recipe
+from .sft import SIZES, held_out_accuracy
+from .sft_trainer import SftTrainer
 from .synthetic import SyntheticExample
 
 RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "demo" / "rl.yaml"
+SFT_RECIPE = RECIPE.with_name("sft.yaml")
 
 
 def read_metrics(path: Path) -> list[dict]:
@@ -49,14 +53,17 @@ def run_demo(out: str | Path = "out/demo", overrides: Sequence[str] = (), sft_st
     decode = dict(completion_length=size.completion_length, config=cfg.rollout.sampler().greedy())
     start = time.perf_counter()
 
-    log(f"[1/3] SFT: {sft_steps} steps from a random model")
-    train_demo_model(sft_dir, size="demo", steps=sft_steps, seed=seed, eval_every=0, eval_examples=1,
-                     log_every=250, log=lambda line: log("  " + line))
+    log(f"[1/3] SFT: {sft_steps} steps from a random model ({SFT_RECIPE.relative_to(RECIPE.parents[2])})")
+    make_tiny("llada", seed=seed, chat_template="raw", **size.model).save_pretrained(out / "init")
+    sft_cfg = load_sft_recipe(SFT_RECIPE, [f"model.name_or_path={out / 'init'}", f"training.seed={seed}",
+                                           f"training.output_dir={out / 'sft-run'}", f"training.max_steps={sft_steps}",
+                                           f"training.save_steps={sft_steps}"])
+    SftTrainer(sft_cfg, log=lambda line: log("  " + line)).setup().train()
+    shutil.copytree(out / "sft-run" / f"checkpoint-{sft_steps}" / "model", sft_dir, dirs_exist_ok=True)
     from .trainer import Trainer  # after SFT: with model.use_peft its preflight reads the checkpoint's config
     trainer = Trainer(cfg, log=lambda line: log("  " + line))
     examples = [SyntheticExample(r["question"], r["completion"], r["answer"]) for r in trainer.eval_rows]
     from rollouts.adapter import load_model
-    from rollouts.tiny import make_tiny
     acc_random = held_out_accuracy(make_tiny("llada", seed=seed, chat_template="raw", **size.model), examples,
                                    **decode)
     acc_sft = held_out_accuracy(load_model(sft_dir, device="cpu"), examples, **decode)

@@ -1,8 +1,8 @@
-"""Masked-diffusion SFT (LLaDA's recipe) of a small from-scratch LLaDA on the bundled addition task.
-
-Used to get a *trained, confident* model in minutes on a CPU: for ``unmask bench rollout
---train-minutes`` (threshold decoding and early commit only pay off on such a model) and as the
-starting policy of RL demos.
+"""Masked-diffusion SFT (LLaDA's recipe): the loss every SFT run uses (``sft_loss``, also behind
+``unmask sft``, ``rl/sft_trainer.py``), and a time-bounded helper that trains a small from-scratch LLaDA on
+the bundled addition task (``train_demo_model``) to get a *trained, confident* model in minutes on a
+CPU for ``unmask bench rollout --train-minutes`` (threshold decoding and early commit only pay off on
+such a model). The demo's own SFT stage is the recipe ``recipes/demo/sft.yaml``.
 
 Loss (LLaDA SFT; the masked-diffusion ELBO of ``likelihood-methods.md``): the prompt stays clean;
 the completion, padded with EOS to a fixed length L (the padding is part of the target, so the

@@ -16,7 +16,7 @@ from rl.sft_trainer import SftTrainer
 from ..paths import LLADA_TINY, REPO
 
 RECIPE = REPO / "recipes" / "sft" / "tiny-cpu-sft.yaml"
-SFT_RECIPES = sorted((REPO / "recipes" / "sft").glob("*.yaml"))
+SFT_RECIPES = sorted((REPO / "recipes" / "sft").glob("*.yaml")) + [REPO / "recipes" / "demo" / "sft.yaml"]
 
 
 def recipe(out, *overrides):
@@ -84,8 +84,8 @@ def test_bad_sft_recipes_fail_before_any_weights_load(tmp_path, monkeypatch):
         recipe(tmp_path, "sft.completion_length=0")
 
 
-@pytest.mark.parametrize("path", SFT_RECIPES, ids=[p.name for p in SFT_RECIPES])
+@pytest.mark.parametrize("path", SFT_RECIPES, ids=[str(p.relative_to(REPO / "recipes")) for p in SFT_RECIPES])
 def test_sft_recipes_validate_and_their_first_line_launches_them(path):
     first = path.read_text(encoding="utf-8").splitlines()[0]
-    assert first == f"# unmask sft recipes/sft/{path.name}"
+    assert first.startswith(f"# unmask sft {path.relative_to(REPO).as_posix()}")
     load_sft_recipe(path)
