@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -79,9 +79,8 @@ SIZES = {
                     eval_examples=8),
     "demo": SftSize(dict(d_model=96, n_layers=3, n_heads=4, mlp_hidden_size=256), batch_size=32, lr=4e-3, warmup=20,
                     eval_every=500),
-    "bench": SftSize(dict(d_model=96, n_layers=3, n_heads=4, mlp_hidden_size=256), completion_length=128,
-                     batch_size=32, lr=4e-3, warmup=20, eval_every=500),
 }
+SIZES["bench"] = replace(SIZES["demo"], completion_length=128)  # the demo model at the rollout bench's length
 
 
 def encode_pairs(adapter: ModelAdapter, prompts: Sequence, completions: Sequence[str], completion_length: int,

@@ -45,8 +45,8 @@ class SftTrainer:
             self.eval_rows = self._checked_rows("data.eval_dataset", d.eval_dataset or "json", d.eval_dataset_config,
                                                 d.eval_split, d.eval_data_files, d.eval_limit)
         t = cfg.training
-        self.batch_rows = t.per_device_train_batch_size * t.gradient_accumulation_steps
-        self.max_steps = t.max_steps or math.ceil(t.num_train_epochs * len(self.rows) / self.batch_rows)
+        rows_per_step = t.per_device_train_batch_size * t.gradient_accumulation_steps
+        self.max_steps = t.max_steps or math.ceil(t.num_train_epochs * len(self.rows) / rows_per_step)
 
     def _checked_rows(self, field: str, dataset, config, split, files, limit) -> list[dict]:
         return load_checked_rows(field, dataset, config, split, files, limit, self.cfg.training.seed,
