@@ -1,22 +1,33 @@
-"""Program run *inside* a sandboxed child interpreter (never imported by the parent process).
+"""What runs *inside* the sandbox's untrusted child process, forked by :mod:`rewards.sandbox_harness`.
 
-``python -I -B sandbox_child.py JOB.json``: reads the job, sets resource limits, installs the
-reliability guard (a best-effort set of Python-level restrictions written for this project after
-openai/human-eval's idea), then executes the untrusted program and the optional test snippets,
-reporting progress as ``<nonce> ...`` lines in a result file opened before the guard went up.
+The harness sets the resource limits (:func:`set_limits`) and forks; the child closes every descriptor
+but its two call pipes, fails programs that name frame/object-graph attributes, installs the
+reliability guard (:func:`guard`, a best-effort set of Python-level restrictions written for this
+project after openai/human-eval's idea; the harness installs it on itself too), runs the program, then
+serves the harness's calls on its top-level names (:func:`serve`). It never sees the tests and holds no
+handle on the verdict: what it sends back is plain data (:mod:`rewards.sandbox_wire`).
 
-Stdlib only: the child runs isolated (``-I``) and cannot import the ``rewards`` package.
+Stdlib only: the harness runs isolated (``-I``) and loads this file by path.
 """
+# Imported once, at load, before the harness forks: neither process pays for the guard's imports again.
+import _io
+import _posixsubprocess
+import _socket
+import ast
 import builtins
-import json
+import io
 import os
+import posix
+import resource
+import shutil
+import socket
+import subprocess
 import sys
 import traceback
 
 
-def _set_limits(limits: dict) -> None:
+def set_limits(limits: dict) -> None:
     """Apply RLIMITs (address space, CPU seconds, file size, no core dumps, process count)."""
-    import resource
 
     def cap(which: int, value: int) -> None:
         _soft, hard = resource.getrlimit(which)
@@ -55,20 +66,16 @@ def _user_process_count() -> int:
     return count
 
 
-def _guard(workdir: str) -> None:
+def guard(workdir: str) -> None:
     """Disable destructive and escaping calls: processes, signals, network, writes outside ``workdir``.
 
     This is not a security boundary (ctypes-free Python can still find ways out); the process
-    isolation, limits and scrubbed environment set up by the parent are the other layers.
+    isolation, limits and scrubbed environment set up by the runner are the other layers, and no
+    verdict depends on it: the tests never run in the child.
     """
-    import io
-    import posix
-    import shutil
-    import socket
-    import subprocess
 
     workdir = os.path.realpath(workdir)
-    sandbox_root = os.path.dirname(workdir)  # holds the runner's result/stdout/stderr files
+    sandbox_root = os.path.dirname(workdir)  # holds the runner's job/stdout/stderr files
     own_proc = f"/proc/{os.getpid()}/"
 
     def denied(*_args, **_kwargs):
@@ -83,15 +90,16 @@ def _guard(workdir: str) -> None:
             raise PermissionError("other processes' /proc entries are disabled in the sandbox")
         if real.startswith("/proc/") and {"mem", "map_files"} & set(real.split("/")):
             raise PermissionError("process memory is disabled in the sandbox")
-        if real.startswith(sandbox_root + os.sep) and not inside:
-            # e.g. /proc/self/fd/N -> the result file: reading it would reveal the nonce that marks verdicts
+        if real.startswith(own_proc + "fd/") or (real.startswith(sandbox_root + os.sep) and not inside):
+            # /proc/self/fd/N that resolves to no file is a pipe: the child's call pipes (or, for the harness,
+            # the verdict pipe); and nobody needs to reopen the runner's stdout/stderr files by path
             raise PermissionError("the sandbox runner's files are disabled in the sandbox")
         if writing and not inside:
             raise PermissionError(f"writing outside the sandbox directory is disabled: {path!r}")
 
     def path_guarded(fn, n_paths: int = 1):
         def wrapper(*args, **kwargs):
-            if kwargs.get("dir_fd") is not None or kwargs.get("src_dir_fd") is not None or kwargs.get("dst_dir_fd") is not None:
+            if any(kwargs.get(k) is not None for k in ("dir_fd", "src_dir_fd", "dst_dir_fd")):
                 raise PermissionError("dir_fd is disabled in the sandbox")
             for path in args[:n_paths]:
                 check_path(path, writing=True)
@@ -112,7 +120,6 @@ def _guard(workdir: str) -> None:
         check_path(path, writing=writing)
         return real_os_open(path, flags, *args, **kwargs)
 
-    import _io
 
     class GuardedFileIO(_io.FileIO):
         """``io.FileIO`` that checks its path like ``open`` (``open`` itself uses the C type directly)."""
@@ -124,7 +131,7 @@ def _guard(workdir: str) -> None:
     builtins.open = io.open = _io.open = guarded_open
     io.FileIO = _io.FileIO = GuardedFileIO
     for module in (os, posix):
-        setattr(module, "open", guarded_os_open)
+        module.open = guarded_os_open
         for name in ("remove", "unlink", "rmdir", "mkdir", "chmod", "chown", "lchown", "truncate", "utime",
                      "mkfifo", "mknod", "chflags", "lchflags", "lchmod", "setxattr", "removexattr"):
             if hasattr(module, name):
@@ -149,8 +156,6 @@ def _guard(workdir: str) -> None:
                  "gethostbyname", "gethostbyname_ex", "gethostbyaddr"):
         if hasattr(socket, name):
             setattr(socket, name, denied)
-    import _posixsubprocess
-    import _socket
 
     _socket.socket = denied
     _posixsubprocess.fork_exec = denied
@@ -161,9 +166,9 @@ def _guard(workdir: str) -> None:
         sys.modules[name] = None
 
 
-#: Attributes that reach interpreter frames or the object graph: with them a program could find this
-#: runner's own objects and forge a "passed" verdict. Programs using them fail (a deterrent against
-#: reward hacking, not a proof: ``getattr`` with a computed name goes around it).
+#: Attributes that reach interpreter frames or the object graph. Programs naming them fail: a deterrent,
+#: not a proof (``getattr`` with a computed name goes around it), and no longer what keeps verdicts honest:
+#: the tests run in the harness process, so a frame walk in the child finds nothing that decides one.
 INTROSPECTION_ATTRIBUTES = frozenset({
     "f_back", "f_locals", "f_globals", "f_builtins", "f_code", "tb_frame", "tb_next", "gi_frame", "cr_frame",
     "ag_frame", "_getframe", "currentframe", "get_referrers", "get_referents", "get_objects", "__traceback__",
@@ -173,7 +178,6 @@ INTROSPECTION_ATTRIBUTES = frozenset({
 
 def introspection_used(source: str) -> list[str]:
     """Sorted frame/object-graph attributes that ``source`` accesses (empty when it does not parse)."""
-    import ast
 
     try:
         tree = ast.parse(source)
@@ -184,48 +188,117 @@ def introspection_used(source: str) -> list[str]:
     return sorted(found & INTROSPECTION_ATTRIBUTES)
 
 
-def main(job_path: str) -> None:
-    """Run the job described in ``job_path`` (a JSON file the parent wrote and this child deletes)."""
-    with open(job_path, encoding="utf-8") as f:
-        job = json.load(f)
-    os.unlink(job_path)
-    nonce, exit_now = job["nonce"], os._exit
-    result = open(job["result_path"], "w", encoding="utf-8", buffering=1)
 
-    def report(line: str) -> None:
-        result.write(f"{nonce} {line}\n")
-        result.flush()
 
-    _set_limits(job["limits"])
-    used = introspection_used("\n".join([job["program"], *(job.get("tests") or [])]))
-    if used:
-        print(f"sandbox: frame/object-graph introspection is not allowed: {', '.join(used)}", file=sys.stderr)
-        sys.stderr.flush()
-        exit_now(1)
-    _guard(job["workdir"])
-    namespace = {"__name__": "__sandbox__", "__builtins__": builtins}
-    code = 0
-    try:
-        exec(compile(job["program"], "<program>", "exec"), namespace)  # noqa: S102 - this *is* the sandbox
-        report("program ok")
-        for i, test in enumerate(job.get("tests") or []):
-            try:
-                exec(compile(test, f"<test {i}>", "exec"), namespace)  # noqa: S102
-                report(f"test {i} 1")
-            except BaseException:  # noqa: BLE001 - SystemExit included: a test cannot pass by exiting
-                traceback.print_exc()
-                report(f"test {i} 0")
-        report("done")
-    except BaseException:  # noqa: BLE001 - SystemExit included: the program cannot pass by exiting
-        traceback.print_exc()
-        code = 1
-    for stream in (sys.stdout, sys.stderr):
+#: Exceptions a call may raise in the harness under their own type (so ``except ValueError`` in a test works
+#: as in-process); any other (SystemExit, StopIteration, the program's own classes...) becomes CandidateError.
+RAISABLE = ("ArithmeticError", "AssertionError", "AttributeError", "IndexError", "KeyError", "LookupError",
+            "NameError", "NotImplementedError", "OverflowError", "RecursionError", "RuntimeError", "TypeError",
+            "UnicodeError", "ValueError", "ZeroDivisionError")
+MAX_HANDLES = 100_000  #: objects the child keeps alive for the harness (results that are not plain values)
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
         try:
             stream.flush()
-        except BaseException:  # noqa: BLE001
+        except BaseException:  # noqa: BLE001, S110 - the program may have closed or replaced its streams
             pass
-    exit_now(code)  # skip atexit hooks and non-daemon threads the program may have left behind
 
 
-if __name__ == "__main__":
-    main(sys.argv[1])
+def _describe(exc: BaseException) -> list:
+    """``[type name, message]`` of an exception, as plain strings (whatever its class does)."""
+    try:
+        name = str(type(exc).__name__)
+    except BaseException:  # noqa: BLE001
+        name = "Exception"
+    try:
+        message = str.__str__(str(exc))[:2000]
+    except BaseException:  # noqa: BLE001
+        message = "<unprintable>"
+    return [name, message]
+
+
+def serve(program: str, request_fd: int, reply_fd: int, wire, exit_now) -> None:
+    """Run ``program``, send ``{"ready": names}``, then answer the harness's requests until it hangs up.
+
+    Requests: ``call`` (a top-level name or a kept object, with plain or reference arguments),
+    ``getattr`` and ``iter`` (materialised as a list). Replies: ``{"value": tagged}`` or
+    ``{"raise": [type name, message]}``. Exits 1 when the program raises (the traceback goes to stderr).
+    """
+    namespace = {"__name__": "__sandbox__", "__builtins__": builtins}
+    try:
+        exec(compile(program, "<program>", "exec"), namespace)  # noqa: S102 - this *is* the sandbox
+    except BaseException:  # noqa: BLE001 - SystemExit included: the program cannot pass by exiting
+        traceback.print_exc()
+        _flush()
+        exit_now(1)
+    handles: dict[int, object] = {}
+
+    def make_ref(obj) -> list:
+        if len(handles) >= MAX_HANDLES:
+            raise RuntimeError("too many objects kept for the harness")
+        handles[len(handles)] = obj
+        return ["R", len(handles) - 1]
+
+    def resolve(ref: list):
+        if ref[0] == "R":
+            return handles[ref[1]]
+        if ref[1] not in namespace:
+            raise NameError(f"name {ref[1]!r} is not defined")
+        return namespace[ref[1]]
+
+    def perform(request: dict):
+        target = wire.decode(request["target"], resolve)
+        if request["op"] == "call":
+            args = [wire.decode(a, resolve) for a in request["args"]]
+            return target(*args, **{k: wire.decode(v, resolve) for k, v in request["kwargs"]})
+        if request["op"] == "getattr":
+            return getattr(target, request["name"])
+        if request["op"] == "iter":
+            return list(target)
+        raise ValueError(f"unknown request {request['op']!r}")
+
+    names = [k for k in list(namespace) if type(k) is str and k.isidentifier() and not k.startswith("__")][:10_000]
+    modules = {k: namespace[k].__name__ for k in names if type(namespace[k]) is type(sys)}
+    reply: dict = {"ready": names, "modules": {k: v for k, v in modules.items() if type(v) is str}}
+    while True:
+        _flush()
+        try:
+            frame = wire.dumps(reply)
+        except BaseException as exc:  # noqa: BLE001 - e.g. a result over the frame limit
+            frame = wire.dumps({"raise": _describe(exc)})
+        try:
+            wire.write_frame(reply_fd, frame)
+            request = wire.read_frame(request_fd)
+        except BaseException:  # noqa: BLE001 - the harness hung up (or the program broke the pipe)
+            exit_now(0)
+        if request is None:
+            exit_now(0)
+        try:
+            reply = {"value": wire.encode(perform(request), make_ref)}
+        except BaseException as exc:  # noqa: BLE001 - SystemExit included: a call cannot end the child cleanly
+            reply = {"raise": _describe(exc)}
+
+
+def run_child(job: dict, request_fd: int, reply_fd: int, wire, exit_now) -> None:
+    """The forked child's whole life (never returns): keep only its pipes, check, guard, run and serve."""
+    keep = {0, 1, 2, request_fd, reply_fd}
+    try:
+        open_fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:  # no /proc: every descriptor this harness could have opened
+        open_fds = list(range(3, 256))
+    for fd in open_fds:
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    used = introspection_used(job["program"])
+    if used:
+        print(f"sandbox: frame/object-graph introspection is not allowed: {', '.join(used)}", file=sys.stderr)
+        _flush()
+        exit_now(1)
+    guard(job["workdir"])
+    serve(job["program"], request_fd, reply_fd, wire, exit_now)
+    exit_now(1)
