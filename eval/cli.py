@@ -40,7 +40,8 @@ def _model_arguments(p) -> None:
     p.add_argument("--model", required=True, help="checkpoint directory or Hugging Face Hub id")
     p.add_argument("--adapter", default=None, help="LoRA adapter directory, evaluated as is (no merge step)")
     p.add_argument("--tokenizer", default=None, help="tokenizer path or Hub id; 'bytes' = built-in byte tokenizer")
-    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
+    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
+                   help="weights dtype; default auto: bfloat16 on a GPU (16 GB for an 8B model, not 32), float32 on CPU")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ...")
 
 
@@ -62,6 +63,7 @@ def run_eval(args: argparse.Namespace) -> int:
                          f"give one per benchmark, in the order of --benchmark")
     if args.num_samples < 1:
         raise ValueError("--num-samples must be >= 1")
+    check_sources(args)  # a mistyped path fails now, not after the benchmark data downloads
     loaded = [(b, b.load(None if args.data_files is None else args.data_files[i])) for i, b in enumerate(benches)]
     adapter = load_model(args.model, dtype=args.dtype, device=args.device, tokenizer=args.tokenizer,
                          adapter=args.adapter, merge_adapter=False)
@@ -80,6 +82,15 @@ def run_eval(args: argparse.Namespace) -> int:
         shown = f"{100 * score:.2f}" if summary["final"] else "no final score (incomplete)"
         print(f"{bench.name}: {shown} ({summary['scored']}/{summary['total']} scored) -> {args.out}")
     return 0
+
+
+def check_sources(args: argparse.Namespace) -> None:
+    """--model is an existing directory or a Hub id, --adapter an adapter directory (no download)."""
+    from rollouts.adapter import check_adapter
+    from rollouts.models.checkpoint import checkpoint_source
+    checkpoint_source(args.model)
+    if args.adapter is not None:
+        check_adapter(args.adapter)
 
 
 def add_merge_parser(sub) -> None:

@@ -20,7 +20,9 @@ class RewardBreakdown:
 def weighted_rewards(specs: Iterable[str | dict], prompts, completions, **columns) -> RewardBreakdown:
     """Evaluate recipe reward ``specs`` (see :func:`rewards.registry.build_rewards`) and combine them.
 
-    A reward listed twice under the same name is kept under ``name#2``, ``name#3``, ...
+    Every keyword argument reaches every reward: the dataset columns, and the ``completion_ids`` and
+    ``trainer_state`` a trainer passes (TRL's call). A reward listed twice under the same name is kept
+    under ``name#2``, ``name#3``, ...
     """
     built = build_rewards(specs)
     n = len(completions)

@@ -1,9 +1,11 @@
 """The reward-function contract (TRL convention) and helpers every reward shares.
 
 A reward is ``fn(prompts, completions, **columns) -> list[float | None]``: dataset columns arrive
-as keyword lists aligned with ``completions``; unknown keyword arguments (``trainer_state``,
-``completion_ids``, ...) are accepted and ignored; ``None`` means "no opinion" (e.g. the gold
-answer cannot be parsed). Completions are plain strings or chat-message lists.
+as keyword lists aligned with ``completions``; ``None`` means "no opinion" (e.g. the gold answer cannot
+be parsed). Completions are plain strings or chat-message lists. As in TRL, the trainer also passes
+``completion_ids`` (each completion's token ids, up to and including its first EOS) and
+``trainer_state`` (a ``transformers.TrainerState``: ``global_step``, ``max_steps``, ``epoch``); a reward
+that does not use a keyword argument accepts and ignores it.
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""GSM8K: numeric answer extraction and the ``gsm8k_correct`` reward (exact numeric match)."""
+"""GSM8K: numeric answer extraction and the ``gsm8k_correct`` reward (exact numeric match), beside the graders
+behind published numbers: lm-eval's strict-match and d1's parser (``gsm8k_correct_d1``)."""
 from __future__ import annotations
 
 import re
@@ -83,3 +84,46 @@ def gsm8k_strict_match(text: str, row: dict) -> float | None:
         return None
     match = _LM_EVAL_STRICT.search(text) if isinstance(text, str) else None
     return float(match is not None and _lm_eval_normalise(match.group(1)) == _lm_eval_normalise(str(gold)))
+
+
+_D1_BOXED = re.compile(r"\\boxed{(.*?)}")
+_D1_NUMBER = re.compile(r"-?\d+\.?\d*")
+_D1_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+
+
+def _d1_float(span: str, which: int) -> float | None:
+    """``float(span)``, else the ``which`` (0 first, -1 last) run of digits d1's regex finds; else None."""
+    try:
+        return float(span)
+    except ValueError:
+        numbers = _D1_NUMBER.findall(span)
+        return float(numbers[which]) if numbers else None
+
+
+def gsm8k_prediction_d1(text: str) -> float | None:
+    """The number d1's ``parse_gsm_answers`` reads: the first ``\\boxed{...}`` (up to its first ``}``) that holds a
+    number, else the first closed ``<answer>`` (the whole span as a float, else its last number).
+
+    Its number pattern knows no thousands separators: ``\\boxed{6,277}`` reads as 6.
+    """
+    for content in _D1_BOXED.findall(text):
+        content = content.strip()
+        if content and set(content) != {"."}:
+            value = _d1_float(content, 0)
+            if value is not None:
+                return value
+    match = _D1_ANSWER.search(text)
+    span = match.group(1).strip() if match else ""
+    return _d1_float(span, -1) if span else None
+
+
+@register_reward("gsm8k_correct_d1", columns=(("answer", "solution"),))
+@per_item
+def gsm8k_correct_d1(text: str, row: dict) -> float:
+    """d1-compatible GSM8K correctness (the grader behind d1's tables): :func:`gsm8k_prediction_d1` equals the
+    gold as a float. A missing or unparseable gold scores 0.0, not None, because d1 counts those rows as wrong."""
+    gold = first_present(row, "answer", "solution")
+    if isinstance(gold, str):
+        gold = gsm8k_gold(gold)
+    prediction = gsm8k_prediction_d1(text)
+    return float(gold is not None and prediction is not None and prediction == float(gold))

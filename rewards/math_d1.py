@@ -152,3 +152,25 @@ def d1_gold(gold: str) -> str:
 def d1_math_equal(gold: str, text: str) -> bool:
     """d1-style MATH correctness of a completion ``text`` against ``gold``."""
     return is_equiv(d1_gold(gold), d1_answer(text))
+
+
+def d1_unboxed(text: str) -> str | None:
+    """What d1's parsers read as the answer: ``remove_boxed(last_boxed_only_string(text))`` of d1's own
+    ``parser_helper.py``, whose helpers differ from Hendrycks' above. The content of the last ``\\boxed{}``
+    (a ``\\boxed x`` anywhere wins, read up to ``$``); the whole text when there is no box at all; None where
+    d1's code raises (an unclosed last box), so that its callers fall back to ``<answer>``.
+    """
+    if "\\boxed " in text:
+        return text.split("\\boxed ")[-1].split("$")[0]
+    start = text.rfind("\\boxed")
+    if start < 0:
+        start = text.rfind("\\fbox")
+        if start < 0:
+            return text
+    depth = 0
+    for i in range(start, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        if text[i] == "}" and depth == 0:
+            boxed = text[start : i + 1]
+            return boxed[len("\\boxed{") : -1] if boxed.startswith("\\boxed{") else boxed
+    return None

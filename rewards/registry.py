@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from typing import Any, Callable, Iterable
+import inspect
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from rewards.contract import RewardFn
 
@@ -23,6 +25,10 @@ class UnknownRewardError(KeyError, ValueError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class RewardArgumentError(TypeError, ValueError):
+    """Arguments a reward does not take, a required one missing, or a value its factory rejects."""
 
 
 def register_reward(name: str, *, factory: bool = False,
@@ -83,15 +89,44 @@ def _lookup(name: str) -> tuple[Callable, bool]:
         ) from None
 
 
-def get_reward(name: str, **kwargs: Any) -> RewardFn:
-    """The reward registered as ``name``; a factory is called with ``kwargs``."""
+def check_reward_args(name: str, args: Mapping[str, Any]) -> None:
+    """Raise :class:`RewardArgumentError` unless ``args`` fit reward ``name``: a plain reward takes none;
+    a factory takes its own parameters, the required ones included. Messages name the reward, the bad
+    argument and the valid ones."""
     _load_builtins()
     fn, factory = _lookup(name)
-    if factory:
+    if not factory:
+        if args:
+            raise RewardArgumentError(f"reward {name!r} takes no arguments, got {', '.join(map(str, args))}; "
+                                      f"remove its args")
+        return
+    params = inspect.signature(fn).parameters
+    named = [p for p in params.values() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    names = [p.name for p in named]
+    valid = ", ".join(names) or "none"
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        for key in args:
+            if key not in names:
+                close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.5)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise RewardArgumentError(f"reward {name!r} has no argument {key!r}{hint}; its arguments are {valid}")
+    missing = [p.name for p in named if p.default is p.empty and p.name not in args]
+    if missing:
+        raise RewardArgumentError(f"reward {name!r} needs the argument{'s' * (len(missing) > 1)} "
+                                  f"{', '.join(missing)} in its args; its arguments are {valid}")
+
+
+def get_reward(name: str, **kwargs: Any) -> RewardFn:
+    """The reward registered as ``name``; a factory is called with ``kwargs`` (checked first, see
+    :func:`check_reward_args`; a value it rejects raises :class:`RewardArgumentError` naming the reward)."""
+    check_reward_args(name, kwargs)
+    fn, factory = _lookup(name)
+    if not factory:
+        return fn
+    try:
         return fn(**kwargs)
-    if kwargs:
-        raise TypeError(f"reward {name!r} takes no arguments (got {sorted(kwargs)})")
-    return fn
+    except (TypeError, ValueError) as e:
+        raise RewardArgumentError(f"reward {name!r}: {e}") from e
 
 
 def build_rewards(specs: Iterable[str | dict]) -> list[tuple[str, RewardFn, float]]:
@@ -102,6 +137,6 @@ def build_rewards(specs: Iterable[str | dict]) -> list[tuple[str, RewardFn, floa
             spec = {"name": spec}
         unknown = set(spec) - {"name", "weight", "args"}
         if unknown:
-            raise ValueError(f"reward spec {spec!r}: unknown keys {sorted(unknown)}")
+            raise ValueError(f"reward spec {spec!r}: unknown keys {sorted(unknown)}; valid keys: name, weight, args")
         out.append((spec["name"], get_reward(spec["name"], **(spec.get("args") or {})), float(spec.get("weight", 1.0))))
     return out

@@ -3,7 +3,8 @@
 ``unmask demo`` runs SFT → RL → eval on the bundled task (``rl.demo``); ``unmask generate`` and ``unmask smoke``
 decode with a model (``rollouts.cli``); ``unmask bench rollout``
 measures the decoding modes; ``unmask train RECIPE`` validates a recipe (``--print-config`` shows it
-resolved; it also trains); ``unmask sft RECIPE`` runs masked-diffusion SFT (``rl.sft_trainer``); ``unmask eval`` scores benchmarks and ``unmask merge`` merges LoRA (``eval.cli``).
+resolved; it also trains); ``unmask sft RECIPE`` runs masked-diffusion SFT (``rl.sft_trainer``); ``unmask eval`` scores benchmarks and ``unmask merge`` merges LoRA (``eval.cli``);
+``unmask score`` grades completions already written (``eval.score``).
 """
 from __future__ import annotations
 
@@ -90,12 +91,15 @@ def add_demo_parser(sub) -> None:
     p.add_argument("--out", default="out/demo", help="output folder (default out/demo); must not hold an RL run")
     p.add_argument("--sft-steps", type=int, default=5000, help="SFT steps before RL (default 5000, ~4.5 min on 2 cores)")
     p.add_argument("--seed", type=int, default=0, help="seed of the model, data order and sampling")
+    p.add_argument("--sft-model", default=None, metavar="DIR",
+                   help="skip SFT and start RL from this SFT'd model (e.g. out/demo/sft, or tests/fixtures/demo-sft: "
+                        "the same start on every machine)")
     p.set_defaults(func=run_demo)
 
 
 def run_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo as demo
-    demo(args.out, args.overrides, sft_steps=args.sft_steps, seed=args.seed)
+    demo(args.out, args.overrides, sft_steps=args.sft_steps, seed=args.seed, sft_model=args.sft_model)
     return 0
 
 
@@ -109,7 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo_parser(sub)
     add_smoke_parser(sub)
     from eval.cli import add_eval_parser, add_merge_parser
+    from eval.score import add_score_parser
     add_eval_parser(sub)
+    add_score_parser(sub)
     add_merge_parser(sub)
     return parser
 

@@ -148,6 +148,7 @@ class RewardSpec:
 
     name: str = field(metadata={"help": "Reward function name, resolved in the rewards registry (e.g. 'gsm8k_correct')."})
     weight: float = field(default=1.0, metadata={"help": "Multiplier of this reward in the summed scalar reward."})
+    args: dict[str, Any] = field(default_factory=dict, metadata={"help": "Keyword arguments of a configurable reward, e.g. {max_completion_length: 256, penalty: -1.0} for length_penalty; checked against its signature before any weights load."})
 
     def validate(self, where: str = "reward") -> None:
         _nonempty(self, where, "name")
@@ -235,8 +236,8 @@ class TrainingConfig:
     output_dir: str = field(default="out/run", metadata={"help": "Directory for checkpoints, the resolved recipe and logs."})
     seed: int = field(default=42, metadata={"help": "Random seed for data order, sampling and initialisation."})
     learning_rate: float = field(default=3e-6, metadata={"help": "Peak learning rate of AdamW."})
-    lr_scheduler_type: Literal["constant_with_warmup", "cosine", "linear", "constant"] = field(default="constant_with_warmup", metadata={"help": "Learning-rate schedule after warmup."})
-    warmup_steps: int = field(default=0, metadata={"help": "Optimizer steps of linear warmup from 0 to learning_rate."})
+    lr_scheduler_type: Literal["constant_with_warmup", "cosine", "linear", "constant"] = field(default="constant_with_warmup", metadata={"help": "Learning-rate schedule, by transformers.get_scheduler with its names and meanings: constant (no warm-up), constant_with_warmup, or linear / cosine decay to 0 at the last step after the warm-up."})
+    warmup_steps: int = field(default=0, metadata={"help": "Optimizer steps of linear warm-up from 0 to learning_rate (step s of the warm-up runs at s / warmup_steps of it, as in transformers); 'constant' has none."})
     weight_decay: float = field(default=0.1, metadata={"help": "AdamW decoupled weight decay."})
     adam_beta1: float = field(default=0.9, metadata={"help": "AdamW beta1 (first-moment decay)."})
     adam_beta2: float = field(default=0.99, metadata={"help": "AdamW beta2 (second-moment decay)."})
@@ -262,6 +263,10 @@ class TrainingConfig:
         _bound(self, where, ("learning_rate", "num_train_epochs"), 0.0, strict=True)
         _bound(self, where, ("warmup_steps", "weight_decay", "max_grad_norm"), 0)
         _bound(self, where, ("adam_beta1", "adam_beta2"), 0.0, below=1.0)
+        if self.lr_scheduler_type == "constant" and self.warmup_steps:
+            raise ConfigError(f"{where}.lr_scheduler_type 'constant' has no warm-up (transformers' meaning), but "
+                              f"{where}.warmup_steps is {self.warmup_steps}; use 'constant_with_warmup' to warm up, "
+                              f"or set {where}.warmup_steps: 0")
         _bound(self, where, "adam_epsilon", 0.0, strict=True)
         _bound(self, where, ("per_device_train_batch_size", "gradient_accumulation_steps", "max_steps",
                              "save_steps", "save_total_limit", "eval_steps", "ref_model_sync_steps",

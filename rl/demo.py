@@ -2,7 +2,9 @@
 
     1. SFT   ``recipes/demo/sft.yaml`` through ``unmask sft``'s trainer: a random 0.43M-parameter LLaDA
              (written to ``out/init``) on the bundled 2-digit addition task, LLaDA's masked-diffusion
-             loss with 1/t weighting, for ``--sft-steps`` steps; the model lands in ``out/sft``;
+             loss with 1/t weighting, for ``--sft-steps`` steps; the model lands in ``out/sft``
+             (``--sft-model DIR`` skips this stage and starts RL from a model SFT'd before, such as the
+             checked-in ``tests/fixtures/demo-sft``, which is the same on every machine);
     2. RL    ``recipes/demo/rl.yaml`` (diffu-GRPO; any method by override) through the normal trainer,
              rewarded by exact answer match, evaluated greedily on held-out questions every few steps;
     3. eval  held-out exact-match accuracy of the random, the SFT'd and the RL'd model, with the same
@@ -37,8 +39,12 @@ def read_metrics(path: Path) -> list[dict]:
 
 
 def run_demo(out: str | Path = "out/demo", overrides: Sequence[str] = (), sft_steps: int = 5000, seed: int = 0,
-             recipe: str | Path = RECIPE, log: Callable[[str], None] | None = None) -> dict:
-    """Run SFT → RL → eval into ``out``; return the summary (also written as JSON and Markdown)."""
+             recipe: str | Path = RECIPE, log: Callable[[str], None] | None = None,
+             sft_model: str | Path | None = None) -> dict:
+    """Run SFT → RL → eval into ``out``; return the summary (also written as JSON and Markdown).
+
+    ``sft_model``: start RL from this SFT'd model (copied to ``out/sft``) instead of running the SFT stage.
+    """
     log = log or (lambda line: print(line, flush=True))
     out = Path(out)
     sft_dir, rl_dir = out / "sft", out / "rl"
@@ -53,13 +59,21 @@ def run_demo(out: str | Path = "out/demo", overrides: Sequence[str] = (), sft_st
     decode = dict(completion_length=size.completion_length, config=cfg.rollout.sampler().greedy())
     start = time.perf_counter()
 
-    log(f"[1/3] SFT: {sft_steps} steps from a random model ({SFT_RECIPE.relative_to(RECIPE.parents[2])})")
-    make_tiny("llada", seed=seed, chat_template="raw", **size.model).save_pretrained(out / "init")
-    sft_cfg = load_sft_recipe(SFT_RECIPE, [f"model.name_or_path={out / 'init'}", f"training.seed={seed}",
-                                           f"training.output_dir={out / 'sft-run'}", f"training.max_steps={sft_steps}",
-                                           f"training.save_steps={sft_steps}"])
-    SftTrainer(sft_cfg, log=lambda line: log("  " + line)).setup().train()
-    shutil.copytree(out / "sft-run" / f"checkpoint-{sft_steps}" / "model", sft_dir, dirs_exist_ok=True)
+    if sft_model is None:
+        log(f"[1/3] SFT: {sft_steps} steps from a random model ({SFT_RECIPE.relative_to(RECIPE.parents[2])})")
+        make_tiny("llada", seed=seed, chat_template="raw", **size.model).save_pretrained(out / "init")
+        sft_cfg = load_sft_recipe(SFT_RECIPE, [
+            f"model.name_or_path={out / 'init'}", f"training.seed={seed}", f"training.output_dir={out / 'sft-run'}",
+            f"training.max_steps={sft_steps}", f"training.save_steps={sft_steps}"])
+        SftTrainer(sft_cfg, log=lambda line: log("  " + line)).setup().train()
+        shutil.copytree(out / "sft-run" / f"checkpoint-{sft_steps}" / "model", sft_dir, dirs_exist_ok=True)
+    else:
+        if not (Path(sft_model) / "config.json").is_file():
+            raise ValueError(f"--sft-model {sft_model}: no config.json there; give a model folder written by "
+                             f"unmask sft (e.g. out/demo/sft of an earlier demo, or tests/fixtures/demo-sft)")
+        log(f"[1/3] SFT: skipped, starting from {sft_model}")
+        shutil.copytree(sft_model, sft_dir, dirs_exist_ok=True)
+        sft_steps = None
     from .trainer import Trainer  # after SFT: with model.use_peft its preflight reads the checkpoint's config
     trainer = Trainer(cfg, log=lambda line: log("  " + line))
     examples = [SyntheticExample(r["question"], r["completion"], r["answer"]) for r in trainer.eval_rows]
@@ -82,7 +96,8 @@ def run_demo(out: str | Path = "out/demo", overrides: Sequence[str] = (), sft_st
     reward = [(m["step"], m["reward"]) for m in metrics if "reward" in m]
     accuracy = [(0, acc_sft)] + [(m["step"], m["eval/reward"]) for m in metrics if "eval/reward" in m]
     summary = {
-        "algorithm": cfg.algorithm.name, "seed": seed, "sft_steps": sft_steps, "rl_steps": cfg.training.max_steps,
+        "algorithm": cfg.algorithm.name, "seed": seed, "sft_steps": sft_steps,
+        "sft_model": None if sft_model is None else str(sft_model), "rl_steps": cfg.training.max_steps,
         "held_out_questions": len(examples), "accuracy_random": acc_random, "accuracy_sft": acc_sft,
         "accuracy_rl": acc_rl, "sft_seconds": round(sft_seconds, 1), "rl_seconds": round(rl_seconds, 1),
         "total_seconds": round(time.perf_counter() - start, 1), "reward_curve": reward, "accuracy_curve": accuracy,
@@ -107,7 +122,8 @@ def plot_curves(path: Path, summary: dict) -> None:
 
 def summary_markdown(s: dict) -> str:
     n = s["held_out_questions"]
-    rows = [("random init", s["accuracy_random"]), (f"after SFT ({s['sft_steps']} steps)", s["accuracy_sft"]),
+    sft = f"after SFT ({s['sft_steps']} steps)" if s["sft_steps"] is not None else f"SFT model {s['sft_model']}"
+    rows = [("random init", s["accuracy_random"]), (sft, s["accuracy_sft"]),
             (f"after RL ({s['algorithm']}, {s['rl_steps']} steps)", s["accuracy_rl"])]
     lines = [f"| model | held-out accuracy ({n} questions) |", "|---|---|"]
     lines += [f"| {name} | {acc:.3f} |" for name, acc in rows]

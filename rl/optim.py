@@ -1,8 +1,8 @@
 """The optimizer and learning-rate schedule every trainer uses (RL and SFT): AdamW from the recipe's
-``training`` section, linear warm-up, then constant, cosine or linear decay to ``max_steps``."""
+``training`` section, and the schedule from ``transformers.get_scheduler`` itself, so each
+``lr_scheduler_type`` means exactly what it means in transformers and TRL (``constant`` has no warm-up;
+``constant_with_warmup``, ``linear`` and ``cosine`` warm up linearly from 0 over ``warmup_steps``)."""
 from __future__ import annotations
-
-import math
 
 import torch
 
@@ -12,17 +12,8 @@ def make_optimizer(params, t) -> torch.optim.AdamW:
                              betas=(t.adam_beta1, t.adam_beta2), eps=t.adam_epsilon)
 
 
-def lr_factor(step: int, t, max_steps: int) -> float:
-    """Multiplier of ``t.learning_rate`` at optimizer step ``step`` (a ``LambdaLR`` lambda)."""
-    if step < t.warmup_steps:
-        return (step + 1) / (t.warmup_steps + 1)
-    progress = (step - t.warmup_steps) / max(1, max_steps - t.warmup_steps)
-    if t.lr_scheduler_type == "cosine":
-        return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-    if t.lr_scheduler_type == "linear":
-        return max(0.0, 1 - progress)
-    return 1.0
-
-
 def make_schedule(optimizer, t, max_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, t, max_steps))
+    """``transformers.get_scheduler(t.lr_scheduler_type)`` over ``max_steps`` optimizer steps."""
+    from transformers import get_scheduler
+    return get_scheduler(t.lr_scheduler_type, optimizer, num_warmup_steps=t.warmup_steps,
+                         num_training_steps=max_steps)

@@ -5,9 +5,29 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from typing import Callable, Generic, TypeVar
+import re
+from collections.abc import Callable, Iterable
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
+
+
+def _segments(name: str) -> list[str]:
+    return [s for s in re.split(r"[\s_./-]+", name.lower()) if s]
+
+
+def suggest(word, choices: Iterable[str], *, n: int = 1, cutoff: float = 0.6) -> list[str]:
+    """The valid names closest to a mistyped ``word``, best first: the same name with other separators or
+    case (``cj-grpo`` → ``cj_grpo``), then names holding it as whole segments, in the order of ``choices``
+    (``grpo`` → ``diffu_grpo``), then difflib's closest spellings (``gpro`` → ``grpo``)."""
+    if not isinstance(word, str) or not _segments(word):
+        return []
+    choices, typed = list(choices), _segments(word)
+    parts = {c: _segments(c) for c in choices}
+    same = [c for c in choices if parts[c] == typed]
+    inside = [c for c in choices if any(parts[c][i:i + len(typed)] == typed for i in range(len(parts[c])))]
+    spelled = difflib.get_close_matches(word, choices, n=n, cutoff=cutoff)
+    return list(dict.fromkeys(same + inside + spelled))[:n]
 
 
 class UnknownNameError(KeyError, ValueError):
@@ -51,7 +71,7 @@ class Registry(Generic[T]):
         if name in self._items:
             return self._items[name]
         where = f"{field} " if field else ""
-        close = difflib.get_close_matches(str(name), list(self._items), n=1, cutoff=0.5)
+        close = suggest(name, self._items, cutoff=0.5)  # in registration order: diffu_grpo before cj_grpo
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise UnknownNameError(f"{where}{name!r} is not a registered {self.kind}; {hint}"
                                f"choose one of {', '.join(sorted(self._items))}")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import re
 import types
 from collections.abc import Mapping, Sequence
@@ -16,6 +15,8 @@ from dataclasses import MISSING
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
+
+from .registry import suggest
 
 
 class ConfigError(ValueError):
@@ -66,7 +67,7 @@ def _got(value: Any) -> str:
 
 
 def _suggest(word: Any, choices: Sequence[str]) -> list[str]:
-    return difflib.get_close_matches(str(word), list(choices), n=1) if isinstance(word, str) else []
+    return suggest(word, choices)
 
 
 def _coerce(tp: Any, value: Any, where: str, source: str | None, expected: str | None = None) -> Any:

@@ -20,30 +20,35 @@ import torch
 
 from rewards import build_rewards, reward_columns, weighted_rewards
 from rollouts.engine import RolloutEngine
+from rollouts.sampling import first_eos_mask
 
 from . import checkpoint as ckpt
 from .config import RecipeConfig, to_dict, to_yaml
 from .data import TEMPLATES, PromptOrder, load_checked_rows
-from .logger import MetricsLogger
-from .optim import make_optimizer, make_schedule
 from .distributed import make_backend
+from .logger import MetricsLogger
 from .loop import RLStep
-from .policy import build_policy, check_4bit, check_lora_targets
+from .optim import make_optimizer, make_schedule
+from .policy import build_policy, check_4bit, check_lora_targets, model_config
 from .update import PolicyUpdate
+
+RESERVED = ("prompts", "completions", "completion_ids", "trainer_state")  # reward arguments, not dataset columns
 
 
 class Trainer:
     def __init__(self, cfg: RecipeConfig, log=print):
         """Preflight: everything that can be wrong with the recipe or the data fails here, before weights load."""
         self.cfg, self.log = cfg, log
-        self.reward_specs = [{"name": r.name, "weight": r.weight} for r in cfg.algorithm.rewards]
-        try:
-            build_rewards(self.reward_specs)
-        except (KeyError, ValueError) as e:
-            raise ValueError(f"algorithm.rewards: {e}") from None
+        self.reward_specs = [{"name": r.name, "weight": r.weight, "args": r.args} for r in cfg.algorithm.rewards]
+        for i, spec in enumerate(self.reward_specs):
+            try:
+                build_rewards([spec])  # unknown names, unknown or missing args
+            except (KeyError, ValueError) as e:
+                raise ValueError(f"algorithm.rewards[{i}]: {e}") from None
         self.template = TEMPLATES.get(cfg.data.prompt_template, "data.prompt_template")
         check_4bit(cfg.model, cfg.training)
-        self.lora_targets = check_lora_targets(cfg.model) if cfg.model.use_peft else []
+        # the checkpoint exists (a missing local path fails now) and LoRA targets match its layers
+        self.lora_targets = check_lora_targets(cfg.model) if cfg.model.use_peft else check_model(cfg.model)
         d = cfg.data
         self.rows = self._checked_rows("data.dataset", d.dataset, d.dataset_config, d.split, d.data_files, None)
         self.eval_rows, self.benchmark = None, None
@@ -163,13 +168,30 @@ class Trainer:
         def score(prompt_ids, completions, index):
             texts = [self.template.cut(adapter.decode_completion(c)) for c in completions]
             prompts = [adapter.tokenizer.decode(p) for p in prompt_ids]
-            columns = {k: [rows[i // group].get(k) for i in index] for k in rows[0]}
-            breakdown = weighted_rewards(self.reward_specs, prompts, texts, **columns)
+            ids = [c[m].tolist() for c, m in zip(completions, first_eos_mask(completions, adapter.eos_id))]
+            breakdown = self._rewards(prompts, texts, ids, [rows[i // group] for i in index])
             if len(index) == len(rows) * group and index == list(range(len(index))):  # the final completions
                 self._reward_means = reward_means(breakdown, "rewards/")
                 self._last_samples = (prompts, texts, breakdown.total)
             return torch.tensor(breakdown.total)
         return score
+
+    def _rewards(self, prompts: list[str], texts: list[str], completion_ids: list[list[int]], rows: list[dict]):
+        """The recipe's rewards, called as TRL calls them: prompts, completions, ``completion_ids`` (up to
+        and including the first EOS), ``trainer_state`` and each completion's dataset columns."""
+        columns = {k: [r.get(k) for r in rows] for k in rows[0] if k not in RESERVED}
+        return weighted_rewards(self.reward_specs, prompts, texts, completion_ids=completion_ids,
+                                trainer_state=self.trainer_state(), **columns)
+
+    def trainer_state(self):
+        """This run's progress as the ``transformers.TrainerState`` TRL hands its rewards."""
+        from transformers import TrainerState
+        t = self.cfg.training
+        return TrainerState(epoch=self.order.epochs_done, global_step=self.global_step, max_steps=self.max_steps,
+                            logging_steps=self.cfg.logging.logging_steps, eval_steps=t.eval_steps,
+                            save_steps=t.save_steps, train_batch_size=t.per_device_train_batch_size,
+                            best_metric=self.best_metric, best_model_checkpoint=self.best_checkpoint,
+                            is_world_process_zero=self.backend.is_main)
 
     def _evaluate(self) -> bool:
         """Greedy decoding of the eval prompts, scored by the training rewards or by a benchmark's graders
@@ -182,9 +204,8 @@ class Trainer:
         with torch.no_grad(), self.backend.full_parameters():  # every rank decodes (ZeRO-3 collectives)
             gens = engine_generator(self.eval_engine)(
                 [self.template.render(r, self.cfg.data.system_prompt) for r in rows], 1, 0)
-        columns = {k: [r.get(k) for r in rows] for k in rows[0]}
-        breakdown = weighted_rewards(self.reward_specs, [g.prompt for g in gens],
-                                     [self.template.cut(g.text) for g in gens], **columns)
+        breakdown = self._rewards([g.prompt for g in gens], [self.template.cut(g.text) for g in gens],
+                                  [g.completion_ids for g in gens], rows)
         value = sum(breakdown.total) / len(rows)
         values = {"eval/reward": value, **reward_means(breakdown, "eval/rewards/")}
         self.logger.metrics(self.global_step, values)
@@ -250,6 +271,12 @@ class Trainer:
         self.best_metric, self.best_checkpoint = state["best_metric"], state["best_checkpoint"]
         self.evals_without_improvement = state["evals_without_improvement"]
         return state["run_id"]
+
+
+def check_model(model_cfg) -> list[str]:
+    """Preflight of a full (non-LoRA) model: its config.json can be read; no LoRA targets."""
+    model_config(model_cfg.name_or_path, model_cfg.revision)
+    return []
 
 
 def reward_means(breakdown, prefix: str) -> dict[str, float]:

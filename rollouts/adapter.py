@@ -16,7 +16,15 @@ import torch
 from torch import nn
 
 from .families import Family, family_for, supported_model_types
-from .models.checkpoint import CheckpointError, load_weights, read_config, resolve_checkpoint, save_checkpoint
+from .models.checkpoint import (
+    CheckpointError,
+    checkpoint_source,
+    load_weights,
+    read_config,
+    reads_as_path,
+    resolve_checkpoint,
+    save_checkpoint,
+)
 from .tokenizer import load_tokenizer
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -55,11 +63,16 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return torch.device(device)
 
 
-def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+def resolve_dtype(dtype: str | torch.dtype, device: torch.device | None = None) -> torch.dtype:
+    """A torch dtype; ``"auto"`` is bfloat16 on a GPU that supports it (half the memory of float32:
+    16 GB, not 32, for an 8B model) and float32 elsewhere (CPUs are slow in bfloat16)."""
     if isinstance(dtype, torch.dtype):
         return dtype
+    if dtype == "auto":
+        gpu = device is not None and device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if gpu else torch.float32
     if dtype not in DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}; choose one of {sorted(DTYPES)}")
+        raise ValueError(f"unknown dtype {dtype!r}; choose one of {sorted(DTYPES)} or 'auto'")
     return DTYPES[dtype]
 
 
@@ -206,12 +219,20 @@ def load_model(name_or_path: str | os.PathLike, *, dtype: str | torch.dtype = "f
     a PEFT LoRA directory (``adapter_config.json`` + weights), merged into the loaded weights, or with
     ``merge_adapter=False`` kept as separate LoRA layers inside the model (evaluated as trained).
     ``load_in_4bit``: the linear layers (not the head) as bitsandbytes NF4 on a CUDA device, for QLoRA
-    (``models/quantize.py``); native families only.
+    (``models/quantize.py``); native families only. ``dtype="auto"``: bfloat16 on a GPU, float32 on CPU.
+    A local path that does not exist (model, adapter or tokenizer) fails at once, before any download.
     """
+    checkpoint_source(name_or_path)  # a wrong path (model, adapter, tokenizer) fails now, before any download
+    if adapter is not None:
+        check_adapter(adapter)
+    if tokenizer not in (None, "bytes") and reads_as_path(tokenizer) and not Path(tokenizer).expanduser().is_dir():
+        raise CheckpointError(f"no such tokenizer directory: {tokenizer}; pass a tokenizer directory, a Hub id, "
+                              f"or 'bytes' for the built-in byte tokenizer")
     path = resolve_checkpoint(name_or_path, revision)
     cfg = read_config(path)
     source = str(path / "config.json")
-    torch_dtype, dev = resolve_dtype(dtype), resolve_device(device)
+    dev = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, dev)
     family = family_for(cfg.get("model_type"))
     if load_in_4bit and (family is None or dev.type != "cuda"):
         raise ValueError(f"load_in_4bit: 4-bit loading needs a native model family ({supported_model_types()}) on a "
@@ -245,12 +266,21 @@ def load_model(name_or_path: str | os.PathLike, *, dtype: str | torch.dtype = "f
     return ModelAdapter(model, family, ids, tokenizer_spec=tokenizer, source=path, revision=revision)
 
 
+def check_adapter(adapter_dir: str | os.PathLike) -> None:
+    """Raise CheckpointError unless ``adapter_dir`` is a LoRA adapter directory (with adapter_config.json)."""
+    path = Path(adapter_dir).expanduser()
+    if not path.is_dir():
+        raise CheckpointError(f"no such adapter directory: {adapter_dir}; pass a LoRA adapter directory "
+                              f"(a training checkpoint's model/ folder when use_peft was on)")
+    if not (path / "adapter_config.json").is_file():
+        raise CheckpointError(f"{adapter_dir} has no adapter_config.json; pass a LoRA adapter directory "
+                              f"(a training checkpoint's model/ folder when use_peft was on)")
+
+
 def apply_lora(model: nn.Module, adapter_dir: str | os.PathLike, merge: bool = True) -> nn.Module:
     """``model`` with the LoRA adapter in ``adapter_dir``: merged into its weights (a plain module
     again), or injected as LoRA layers in place (``merge=False``; the native model keeps its KV caches)."""
-    if not (Path(adapter_dir) / "adapter_config.json").is_file():
-        raise CheckpointError(f"{adapter_dir} has no adapter_config.json; pass a LoRA adapter directory "
-                              f"(a training checkpoint's model/ folder when use_peft was on)")
+    check_adapter(adapter_dir)
     from peft import LoraConfig, PeftModel
     config = LoraConfig.from_pretrained(str(adapter_dir))
     heads = model.output_head_names() if hasattr(model, "output_head_names") else []

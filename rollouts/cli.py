@@ -58,7 +58,8 @@ def add_generate_parser(sub) -> None:
                                                      "(default: the checkpoint's own)")
     p.add_argument("--system-prompt", default=None, help="system message placed before the prompt")
     p.add_argument("--no-chat", action="store_true", help="feed the prompt as is, without the chat template")
-    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
+    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
+                   help="weights dtype; default auto: bfloat16 on a GPU, float32 on CPU")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     p.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit)")
     p.add_argument("--trust-remote-code", action="store_true", help="allow non-native model types via their own code")

@@ -69,7 +69,26 @@ def test_train_prints_the_resolved_recipe_with_overrides_anywhere(tmp_path, caps
     assert main(["train", str(recipe), "rollout.blok_length=64"]) == 2
     assert "did you mean 'rollout.block_length'" in capsys.readouterr().err
     assert main(["train", str(recipe), f"model.name_or_path={tmp_path / 'no-model'}"]) == 2
-    assert "is not a local directory and not a Hub id" in capsys.readouterr().err
+    assert f"no such directory: {tmp_path / 'no-model'}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [
+    ["eval", "--model", "out/nope", "--benchmark", "gsm8k"],
+    ["generate", "--model", "out/nope", "--prompt", "x"],
+    ["merge", "--model", "out/nope", "--adapter", "out", "--out", "merged"],
+    ["train", str(REPO / "recipes" / "tiny-cpu.yaml"), "model.name_or_path=out/nope"],
+    ["sft", str(REPO / "recipes" / "sft" / "tiny-cpu-sft.yaml"), "model.name_or_path=out/nope"],
+], ids=lambda argv: argv[0])
+def test_every_command_that_loads_a_model_says_no_such_directory_before_any_download(argv, tmp_path, monkeypatch,
+                                                                                     capsys):
+    def refuse(*args, **kwargs):
+        raise AssertionError("downloaded something for a local path")
+    monkeypatch.setattr("huggingface_hub.snapshot_download", refuse)
+    monkeypatch.setattr("eval.benchmarks.Benchmark.load", refuse)  # eval checks --model before loading data
+    (tmp_path / "out").mkdir()  # so out/nope reads as a path under ./out, not as the Hub id of org 'out'
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    assert "no such directory: out/nope" in capsys.readouterr().err
 
 
 def test_override_words_without_equals_are_malformed_wherever_they_stand(tmp_path, capsys):

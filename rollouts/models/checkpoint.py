@@ -26,23 +26,63 @@ class CheckpointError(ValueError):
     """A checkpoint cannot be found, read or matched to its architecture."""
 
 
-def resolve_checkpoint(name_or_path: str | os.PathLike, revision: str | None = None,
-                       patterns: list[str] | None = None) -> Path:
-    """A local directory as is, otherwise a Hub id downloaded (or read from the HF cache); ``patterns``
-    limits the download (e.g. ``["config.json"]`` to inspect a model without its weights)."""
+def checkpoint_source(name_or_path: str | os.PathLike) -> Path | str:
+    """Where a model comes from, decided at once and offline: an existing local directory (a Path) or a
+    Hub id (the string). A name that reads as a local path — starting with '.', '/' or '~', with more
+    than one '/', or inside a local directory as ``out/run`` is when ``out/`` exists — and is not a
+    directory raises "no such directory" instead of being looked up on the Hub."""
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return path
     if path.exists():
         raise CheckpointError(f"{path} is a file; pass the checkpoint directory that holds config.json")
-    name = str(name_or_path)
-    if name.count("/") != 1 or name.startswith((".", "/", "~")):
+    name = os.fspath(name_or_path)
+    if reads_as_path(name_or_path):
+        raise CheckpointError(f"no such directory: {name}{_nearest(path)}; pass an existing checkpoint directory "
+                              f"(the one holding config.json), or a Hub id 'org/name'")
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+    try:
+        validate_repo_id(name)
+        hub_id = name.count("/") == 1
+    except HFValidationError:
+        hub_id = False
+    if not hub_id:
         raise CheckpointError(f"model {name!r} is not a local directory and not a Hub id of the form 'org/name'")
+    return name
+
+
+def reads_as_path(name_or_path: str | os.PathLike) -> bool:
+    """Whether a name can only mean a local path (a Hub id is 'org/name', and 'org' is not a local folder)."""
+    name = os.fspath(name_or_path)
+    first = name.split("/")[0]
+    return (not isinstance(name_or_path, str) or name.startswith((".", "/", "~")) or os.path.isabs(name)
+            or name.count("/") > 1 or (os.sep != "/" and os.sep in name) or (bool(first) and Path(first).is_dir()))
+
+
+def _nearest(path: Path) -> str:
+    """' (DIR holds: a, b, ...)' for the deepest existing folder above ``path``, unless it is the working
+    directory, the home directory or the root (too broad to help)."""
+    parent = next((p for p in path.parents if p.is_dir()), None)
+    if parent is None or parent.resolve() in (Path.cwd(), Path.home()) or parent.resolve().parent == parent.resolve():
+        return ""
+    entries = sorted(p.name for p in parent.iterdir())
+    more = f", ... ({len(entries)} in all)" if len(entries) > 6 else ""
+    return f" ({parent} holds: {', '.join(entries[:6])}{more})" if entries else f" ({parent} is empty)"
+
+
+def resolve_checkpoint(name_or_path: str | os.PathLike, revision: str | None = None,
+                       patterns: list[str] | None = None) -> Path:
+    """A local directory as is, otherwise a Hub id downloaded (or read from the HF cache); ``patterns``
+    limits the download (e.g. ``["config.json"]`` to inspect a model without its weights). A missing
+    local path fails at once (:func:`checkpoint_source`)."""
+    source = checkpoint_source(name_or_path)
+    if isinstance(source, Path):
+        return source
     from huggingface_hub import snapshot_download
     try:
-        return Path(snapshot_download(name, revision=revision, allow_patterns=patterns or HUB_PATTERNS))
+        return Path(snapshot_download(source, revision=revision, allow_patterns=patterns or HUB_PATTERNS))
     except Exception as e:  # offline, missing repo, gated repo: all reported the same way
-        raise CheckpointError(f"could not fetch {name!r} from the Hugging Face Hub ({type(e).__name__}: {e}); "
+        raise CheckpointError(f"could not fetch {source!r} from the Hugging Face Hub ({type(e).__name__}: {e}); "
                               f"check the id and your network, or pass a local directory") from e
 
 

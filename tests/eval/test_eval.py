@@ -42,7 +42,12 @@ def run(bench, rows, answer, tmp_path, **kw):
     return run_benchmark(bench, rows, generate, tmp_path, batch_size=size, log=lambda *a: None, **kw)
 
 
-GOLD = {"gsm8k": lambda r: f"{r['answer']}\nThe answer is {r['answer'].split('####')[-1].strip()}.", "math500": lambda r: f"The answer is $\\boxed{{{r['answer']}}}$.",
+def _gsm8k_gold(row):  # without thousands separators, which d1's parser cannot read
+    return row["answer"].split("####")[-1].strip().replace(",", "")
+
+
+GOLD = {"gsm8k": lambda r: f"{r['answer']}\nThe answer is {_gsm8k_gold(r)}.\n<answer>{_gsm8k_gold(r)}</answer>",
+        "math500": lambda r: f"The answer is $\\boxed{{{r['answer']}}}$.",
         "humaneval": lambda r: f"```python\n{r['prompt']}{r['canonical_solution']}```"}
 WRONG = {"gsm8k": lambda r: "#### -987654321", "math500": lambda r: "\\boxed{-987654321.5}",
          "humaneval": lambda r: "```python\nraise SystemExit(3)\n```"}
@@ -189,3 +194,19 @@ def test_benchmarks_load_from_the_hub_by_their_usual_ids(name, expected, monkeyp
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
     rows = BENCHMARKS.get(name).load(limit=2)
     assert calls == [expected] and len(rows) == 2 and rows[0]["id"].startswith(f"{name}/")
+
+
+def test_eval_loads_the_model_in_auto_dtype_by_default_and_its_help_says_what_that_is(monkeypatch, capsys):
+    seen = {}
+
+    def load_model(name, **kwargs):  # stop before any weights load, keeping what eval asked for
+        seen.update(kwargs)
+        raise ValueError("stop")
+    monkeypatch.setattr("rollouts.adapter.load_model", load_model)
+    assert cli.main(["eval", "--model", str(LLADA_TINY), "--benchmark", "gsm8k", "--data-files", str(DATA["gsm8k"]),
+                     "--limit", "1"]) == 2
+    assert seen["dtype"] == "auto"  # bfloat16 on a GPU, float32 on CPU (tests/rollouts/test_loading.py)
+    with pytest.raises(SystemExit):
+        cli.main(["eval", "--help"])
+    assert "default auto: bfloat16 on a GPU (16 GB for an 8B model, not 32), float32 on CPU" in \
+        " ".join(capsys.readouterr().out.split())

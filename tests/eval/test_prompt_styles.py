@@ -77,7 +77,8 @@ def test_eval_grades_the_cut_completion_and_keeps_the_raw_one(tmp_path):
         return [Generation(str(prompts[0]), raw, 10, 1.0, 0.01)]
 
     summary = run_benchmark(bench, rows, generate, tmp_path, limited=True, log=lambda *a: None)
-    assert {g: a["accuracy"] for g, a in summary["accuracy"].items()} == {"gsm8k_correct": 1.0, "lm_eval_strict": 1.0}
+    assert {g: a["accuracy"] for g, a in summary["accuracy"].items()} == {"gsm8k_correct": 1.0, "lm_eval_strict": 1.0,
+                                                                         "d1_parser": 0.0}  # d1 reads <answer> only
     (record,) = [json.loads(x) for x in (tmp_path / "gsm8k.samples.jsonl").read_text().splitlines()]
     assert record["completion"] == raw and record["graded_completion"] == "2 + 3 = 5. The answer is 5.\n\n"
     assert record["extracted"] == "5"

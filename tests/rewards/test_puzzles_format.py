@@ -36,6 +36,18 @@ def test_countdown(answer, score):
     assert countdown_score(answer, [3, 5, 3], 24) == score
 
 
+@pytest.mark.parametrize("answer,score", [
+    ("<answer>\\boxed{49 + 55 - 53}</answer>", 1.0),          # LLaDA-8B-Instruct's habit under d1's prompt
+    ("<answer>\n\\boxed{49 + 55 - 53 = 51}\n</answer>", 1.0),
+    ("<answer>$\\boxed{(55 - 53) \\cdot 49 - 47}$</answer>", 0.0),  # 47 not available
+    ("<answer>\\( 55 + 49 - 53 \\)</answer>", 1.0),
+    ("so \\boxed{55 - 53 + 49}", 1.0),                          # no <answer>: the last box
+    ("<answer>\\boxed{49 + 55 - 53</answer>", 0.0),            # an unclosed box is no equation
+])
+def test_countdown_reads_an_equation_wrapped_in_boxed_or_math_delimiters(answer, score):
+    assert countdown_score(answer, [49, 55, 53], 51) == score
+
+
 def test_countdown_options_and_reward_columns():
     assert countdown_score("<answer>3 * 8</answer>", [3, 8, 2], 24) == 1.0
     assert countdown_score("<answer>3 * 8</answer>", [3, 8, 2], 24, require_all=True) == 0.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+import re
 import subprocess
 import sys
 
@@ -12,10 +13,12 @@ import pytest
 import rewards
 from rewards import UnknownRewardError, build_rewards, get_reward, list_rewards, register_reward
 from rewards.contract import completion_text, per_item
+from rewards.registry import RewardArgumentError, check_reward_args
 
 EXPECTED = {
     "gsm8k_correct", "math_correct", "math_correct_d1", "code_humaneval", "code_tests", "countdown", "sudoku",
     "xml_format_strict", "xml_format", "xml_count", "answer_is_int", "length_penalty",
+    "gsm8k_correct_d1", "countdown_d1", "sudoku_cells_d1",
 }
 
 
@@ -41,6 +44,28 @@ def test_build_rewards_from_recipe_specs():
         build_rewards([{"name": "xml_count", "wieght": 1}])
     with pytest.raises(TypeError):
         get_reward("xml_count", foo=1)
+
+
+def test_reward_arguments_are_checked_naming_the_reward_the_bad_argument_and_the_valid_ones():
+    valid = "its arguments are max_completion_length, penalty, closing, eos, unit"
+    with pytest.raises(RewardArgumentError, match=re.escape(
+            f"reward 'length_penalty' has no argument 'max_len' (did you mean 'max_completion_length'?); {valid}")):
+        get_reward("length_penalty", max_len=4)
+    with pytest.raises(RewardArgumentError, match=re.escape(
+            f"reward 'length_penalty' needs the argument max_completion_length in its args; {valid}")):
+        build_rewards([{"name": "length_penalty", "args": {"penalty": -2.0}}])
+    with pytest.raises(RewardArgumentError, match=r"reward 'length_penalty': unit must be 'tokens' or 'chars'"):
+        get_reward("length_penalty", max_completion_length=4, unit="token")
+    with pytest.raises(ValueError, match=r"reward 'xml_count' takes no arguments, got foo; remove its args"):
+        build_rewards([{"name": "xml_count", "args": {"foo": 1}}])
+    check_reward_args("length_penalty", {"max_completion_length": 4, "unit": "chars"})  # fits: no error
+
+
+def test_length_penalty_penalises_completions_that_fill_the_canvas_without_closing():
+    fn = get_reward("length_penalty", max_completion_length=3, penalty=-0.5)
+    completions = ["abc", "ab", "<answer>7</answer>", "no ids"]
+    ids = [[1, 2, 3], [1, 2], [1, 2, 3], None]
+    assert fn(["q"] * 4, completions, completion_ids=ids) == [-0.5, 0.0, 0.0, 0.0]
 
 
 def test_register_custom_and_duplicate():

@@ -127,6 +127,23 @@ def test_bad_literal_lists_allowed_values_and_suggests():
         recipe_from_dict({"algorithm": {"loss_type": "gpro"}})
 
 
+@pytest.mark.parametrize("name, meant", [("grpo", "diffu_grpo"), ("cj-grpo", "cj_grpo"), ("Diffu-GRPO", "diffu_grpo"),
+                                         ("mdp", "mdpo")])
+def test_a_method_name_suggests_the_method_it_names_before_a_close_spelling(name, meant):
+    with pytest.raises(ConfigError, match=re.escape(
+            f"algorithm.name {name!r} is not a registered RL method; did you mean {meant!r}?")):
+        recipe_from_dict({}, [f"algorithm.name={name}"])
+
+
+def test_suggestions_prefer_the_same_name_then_a_name_that_contains_it_then_a_close_spelling():
+    from rl.registry import suggest
+    assert suggest("constant-with-warmup", ["constant", "constant_with_warmup"]) == ["constant_with_warmup"]
+    assert suggest("grpo", ["gdpo", "diffu_grpo", "cj_grpo"], n=3) == ["diffu_grpo", "cj_grpo", "gdpo"]
+    assert suggest("rpo", ["diffu_grpo"]) == []  # a part of a segment is not a segment
+    assert suggest("gpro", ["grpo", "dr_grpo"]) == ["grpo"]
+    assert suggest(3, ["grpo"]) == [] and suggest("-", ["grpo"]) == []
+
+
 def test_list_element_field_wrong_type_names_index():
     with pytest.raises(ConfigError, match=r"algorithm\.rewards\[1\]\.weight: expected float, got str 'high'"):
         recipe_from_dict({"algorithm": {"rewards": [{"name": "a"}, {"name": "b", "weight": "high"}]}})
@@ -202,6 +219,17 @@ def test_override_list_of_dataclass_element():
         recipe_from_dict({}, ["algorithm.rewards.first.weight=1"])
 
 
+def test_a_reward_entry_carries_its_arguments_from_the_recipe_and_from_overrides(tmp_path):
+    path = _write(tmp_path, "algorithm:\n  rewards:\n    - {name: gsm8k_correct}\n"
+                            "    - {name: length_penalty, weight: 0.5, args: {max_completion_length: 256}}\n")
+    cfg = load_recipe(path, ["algorithm.rewards.1.args.penalty=-0.5"])
+    assert cfg.algorithm.rewards == [RewardSpec("gsm8k_correct"),
+                                     RewardSpec("length_penalty", 0.5, {"max_completion_length": 256, "penalty": -0.5})]
+    assert recipe_from_dict(yaml.safe_load(to_yaml(cfg))) == cfg
+    with pytest.raises(ConfigError, match=r"algorithm\.rewards\[0\]\.args: expected mapping, got int 3"):
+        recipe_from_dict({"algorithm": {"rewards": [{"name": "length_penalty", "args": 3}]}})
+
+
 def test_override_unknown_key():
     with pytest.raises(ConfigError, match=r"unknown key 'rollout\.blok_length' in override "
                                           r"'rollout\.blok_length=64'; did you mean 'rollout\.block_length'\?"):
@@ -242,7 +270,7 @@ def test_yaml_round_trip(tmp_path):
     assert list(yaml.safe_load(text)) == ["model", "data", "rollout", "algorithm", "training", "logging"]
     assert list(yaml.safe_load(text)["rollout"])[:3] == ["max_completion_length", "diffusion_steps", "block_length"]
     assert recipe_from_dict(yaml.safe_load(text)) == cfg
-    assert to_dict(cfg)["algorithm"]["rewards"][0] == {"name": "gsm8k_correct", "weight": 2.0}
+    assert to_dict(cfg)["algorithm"]["rewards"][0] == {"name": "gsm8k_correct", "weight": 2.0, "args": {}}
     out = tmp_path / "sub" / "resolved.yaml"
     save_recipe(cfg, out)
     assert load_recipe(out) == cfg

@@ -26,6 +26,16 @@ def digit_fraction(prompts, completions, **columns):
     return [sum(ch.isdigit() for ch in t) / max(len(t), 1) for t in completion_texts(completions)]
 
 
+CALLS: list[tuple[list[str], list[list[int]], object]] = []
+
+
+@register_reward("records_its_arguments_for_tests")
+def record_arguments(prompts, completions, completion_ids=None, trainer_state=None, **columns):
+    """Scores 0 and keeps what it was called with."""
+    CALLS.append((list(completions), completion_ids, trainer_state))
+    return [0.0] * len(completions)
+
+
 def recipe(tmp_path: Path, *overrides: str):
     return load_recipe(RECIPE, [f"model.name_or_path={FIXTURE}", f"training.output_dir={tmp_path}",
                                 "algorithm.rewards=[{name: digit_fraction_for_tests}]", *overrides])
@@ -138,10 +148,42 @@ def test_bad_recipes_fail_before_any_model_is_loaded(tmp_path, monkeypatch):
         recipe(tmp_path, "rollout.num_generations=3")
     with pytest.raises(ConfigError, match=r"algorithm\.name 'grpo_d1' is not a registered RL method"):
         recipe(tmp_path, "algorithm.name=grpo_d1")
-    with pytest.raises(ValueError, match=r"algorithm\.rewards: unknown reward 'gsm8k'"):
+    with pytest.raises(ValueError, match=r"algorithm\.rewards\[0\]: unknown reward 'gsm8k'"):
         Trainer(recipe(tmp_path, "algorithm.rewards=[{name: gsm8k}]"))
+    with pytest.raises(ValueError, match=r"algorithm\.rewards\[1\]: reward 'length_penalty' has no argument 'max_len' "
+                                         r"\(did you mean 'max_completion_length'\?\); its arguments are "
+                                         r"max_completion_length, penalty, closing, eos, unit"):
+        Trainer(recipe(tmp_path, "algorithm.rewards=[{name: xml_format}, {name: length_penalty, args: {max_len: 32}}]"))
+    with pytest.raises(ValueError, match=r"algorithm\.rewards\[0\]: reward 'length_penalty' needs the argument "
+                                         r"max_completion_length in its args"):
+        Trainer(recipe(tmp_path, "algorithm.rewards=[{name: length_penalty}]"))
+    with pytest.raises(ValueError, match=r"algorithm\.rewards\[0\]: reward 'xml_format' takes no arguments, got penalty"):
+        Trainer(recipe(tmp_path, "algorithm.rewards=[{name: xml_format, args: {penalty: 1}}]"))
     with pytest.raises(ValueError, match=r"data\.prompt_template 'd2' is not a registered prompt template; did you mean 'd1'"):
         Trainer(recipe(tmp_path, "data.prompt_template=d2"))
+
+
+def test_rewards_get_completion_ids_and_trainer_state_as_trl_passes_them(tmp_path):
+    from transformers import TrainerState
+    CALLS.clear()
+    cfg = recipe(tmp_path, "algorithm.rewards=[{name: records_its_arguments_for_tests}, "
+                           "{name: length_penalty, args: {max_completion_length: 32, closing: null}}]")
+    trainer = Trainer(cfg).setup()
+    trainer.train()
+    adapter, eos = trainer.policy.adapter, trainer.policy.adapter.eos_id
+    assert len(CALLS) == 2  # two rollout batches of 8 completions, 2 optimizer steps each
+    for texts, ids, _ in CALLS:  # each completion's ids up to and including its first EOS, as TRL's
+        assert len(ids) == len(texts) == 8
+        for text, row in zip(texts, ids):
+            assert (row[-1] == eos or len(row) == 32) and eos not in row[:-1]
+            assert trainer.template.cut(adapter.decode_completion(row)) == text
+    states = [state for _, _, state in CALLS]
+    assert all(isinstance(s, TrainerState) for s in states)
+    n = len(trainer.rows)  # 2 prompts per rollout batch, taken before it is scored
+    assert [(s.global_step, s.max_steps, s.epoch) for s in states] == [(0, 4, 2 / n), (2, 4, 4 / n)]
+    truncated = [-sum(len(row) == 32 for row in ids) / 8 for _, ids, _ in CALLS]
+    assert min(truncated) < 0  # the random model runs past the canvas: length_penalty is not always 0
+    assert [r["rewards/length_penalty"] for r in metrics(tmp_path)] == pytest.approx(truncated)
 
 
 def test_eval_keeps_the_best_checkpoint_and_stops_early(tmp_path):

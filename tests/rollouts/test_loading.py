@@ -1,5 +1,6 @@
 """Checkpoint loading: local dirs, Hub ids through the HF cache, sharded files, and every error path."""
 import json
+import re
 import shutil
 
 import pytest
@@ -170,11 +171,46 @@ def test_missing_files(tmp_path):
     (path / "model.safetensors").unlink()
     with pytest.raises(CheckpointError, match="no safetensors weights"):
         load_model(path)
-    with pytest.raises(CheckpointError, match="not a local directory and not a Hub id"):
+    with pytest.raises(CheckpointError, match="no such directory: .*does/not/exist"):
         load_model(tmp_path / "does" / "not" / "exist")
+    with pytest.raises(CheckpointError, match="model 'nope' is not a local directory and not a Hub id"):
+        load_model("nope")
     (path / "config.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="not valid JSON"):
         load_model(path)
+
+
+def test_a_missing_local_path_fails_at_once_without_reaching_the_hub(tmp_path, monkeypatch):
+    import huggingface_hub
+    fetched = []
+
+    def snapshot_download(repo_id, **kwargs):
+        fetched.append(repo_id)
+        raise OSError("offline")
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out" / "run" / "checkpoint-2").mkdir(parents=True)
+    for name in ("out/nope", "./nope", "../nope", "~/unmask-no-such-dir", "a/b/c", str(tmp_path / "nope")):
+        with pytest.raises(CheckpointError, match=f"no such directory: {re.escape(name)}"):
+            load_model(name)
+    with pytest.raises(CheckpointError, match=r"no such directory: out/run/checkpoint-5 \(out/run holds: checkpoint-2\)"):
+        load_model("out/run/checkpoint-5")
+    with pytest.raises(CheckpointError, match=r"no such adapter directory: out/lora"):
+        load_model(LLADA_TINY, adapter="out/lora")
+    with pytest.raises(CheckpointError, match=r"no such tokenizer directory: out/tok"):
+        load_model(LLADA_TINY, tokenizer="out/tok")
+    assert fetched == []
+    with pytest.raises(CheckpointError, match="could not fetch 'some-org/model'"):  # 'some-org/' is not here
+        load_model("some-org/model")
+    assert fetched == ["some-org/model"]
+
+
+def test_auto_dtype_is_bfloat16_on_a_gpu_and_float32_on_cpu(monkeypatch):
+    from rollouts.adapter import resolve_dtype
+    assert resolve_dtype("auto", torch.device("cpu")) is torch.float32
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    assert resolve_dtype("auto", torch.device("cuda:0")) is torch.bfloat16
+    assert load_model(LLADA_TINY, dtype="auto", device="cpu").dtype is torch.float32
 
 
 def test_real_size_configs_parse_without_weights():
