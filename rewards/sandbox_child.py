@@ -223,7 +223,7 @@ def serve(program: str, request_fd: int, reply_fd: int, wire, exit_now) -> None:
     """Run ``program``, send ``{"ready": names}``, then answer the harness's requests until it hangs up.
 
     Requests: ``call`` (a top-level name or a kept object, with plain or reference arguments),
-    ``getattr`` and ``iter`` (materialised as a list). Replies: ``{"value": tagged}`` or
+    ``getattr``, ``iter`` (materialised as a list) and ``bool``. Replies: ``{"value": tagged}`` or
     ``{"raise": [type name, message]}``. Exits 1 when the program raises (the traceback goes to stderr).
     """
     namespace = {"__name__": "__sandbox__", "__builtins__": builtins}
@@ -257,6 +257,8 @@ def serve(program: str, request_fd: int, reply_fd: int, wire, exit_now) -> None:
             return getattr(target, request["name"])
         if request["op"] == "iter":
             return list(target)
+        if request["op"] == "bool":
+            return bool(target)
         raise ValueError(f"unknown request {request['op']!r}")
 
     names = [k for k in list(namespace) if type(k) is str and k.isidentifier() and not k.startswith("__")][:10_000]

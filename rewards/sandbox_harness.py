@@ -16,6 +16,7 @@ one JSON line; the runner trusts nothing else.
 Stdlib only: it runs isolated (``-I``), without ``site`` (``-S``).
 """
 import _thread
+import ast
 import builtins
 import importlib
 import json
@@ -119,11 +120,19 @@ class Channel:
 
 
 class Remote:
-    """A reference to an object living in the child. It has no value here: it cannot be compared equal to
-    anything but itself, has no truth value, and can only be called, iterated, or asked for an attribute
-    (each answered by the child with a plain value or another Remote)."""
+    """A reference to an object living in the child. It has no value here: it compares equal to nothing but
+    itself, and can be called, iterated, asked for an attribute (each answered by the child with a plain
+    value or another Remote) or truth-tested.
 
-    __slots__ = ("_channel", "_label", "_ref")
+    Its truth value is ``bool(obj)`` asked of the child once (under the sample's deadline; an answer that
+    is not a plain bool, an exception included, breaks the sample) and kept: every later truth test of
+    this reference gives the same answer. That gives the program no power a plain value lacks: a test
+    that truth-tests a result is already satisfied by whatever plain truthy or falsy value (1, 0) the
+    program returns for that input; asking once takes away the one thing more an object could do,
+    answering ``assert r`` and ``assert not r`` differently.
+    """
+
+    __slots__ = ("_channel", "_label", "_ref", "_truth")
 
     def __init__(self, channel: Channel, ref: list, label: str):
         object.__setattr__(self, "_channel", channel)
@@ -146,7 +155,21 @@ class Remote:
         return iter(object.__getattribute__(self, "_channel").request("iter", object.__getattribute__(self, "_ref")))
 
     def __bool__(self):
-        raise TypeError(f"{self!r} has no truth value in the harness: the sandboxed code must return a plain value")
+        channel = object.__getattribute__(self, "_channel")
+        with channel.lock:  # asked once, even by a test's threads
+            try:
+                return object.__getattribute__(self, "_truth")
+            except AttributeError:
+                pass
+            try:
+                truth = channel._request("bool", object.__getattribute__(self, "_ref"), {})
+            except Exception as exc:  # noqa: BLE001 - the object's __bool__ (or __len__) raised
+                truth = exc
+            if type(truth) is not bool:
+                channel.broken = f"the truth value of {self!r} is not a plain bool: {truth!r}"[:1000]
+                raise SandboxBroken(channel.broken)
+            object.__setattr__(self, "_truth", truth)
+            return truth
 
     def __eq__(self, other):
         return self is other
@@ -188,12 +211,27 @@ def _compiled(source: str, filename: str):
         return exc
 
 
-def run_tests(spec: dict, channel: Channel) -> dict:
-    """Run the trusted ``setup`` and ``tests`` of ``spec`` against the child; the verdict fields.
+def _top_level_functions(program: str) -> set[str]:
+    """Names of the functions ``program`` defines with a top-level ``def`` (empty when it does not parse)."""
+    try:
+        tree = ast.parse(program)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return set()
+    return {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
+
+
+def run_tests(spec: dict, channel: Channel, program: str = "") -> dict:
+    """Run the trusted ``setup`` and ``tests`` of ``spec`` against the child (which runs ``program``);
+    the verdict fields.
 
     Names the trusted code uses and does not define itself (nor builtins do) are bound to the harness's
     own copy of a standard-library module the program imported under that name, else to a Remote of
     the program's top-level name; names in ``spec["bind"]`` (the entry point) always to a Remote.
+    Builtins stay the harness's own (``abs`` in ``abs(area(2) - 12.56) < 0.01`` cannot be the program's),
+    but for the one unambiguous case where the builtin-named function is the one under test (MBPP's
+    ``def sum(a, b)``, tested as ``sum(10, 15) == 6``): the program defines it with a top-level ``def``,
+    the tests (not ``setup``) use it, it is the only program name shadowing a builtin that the trusted
+    code uses, and the trusted code uses no other name of the program's (a stdlib module aside).
     """
     tests = [_compiled(str(t), f"<test {i}>") for i, t in enumerate(spec.get("tests") or [])]
     verdict = {"program_ok": False, "tests": [0] * len(tests), "done": False}
@@ -207,12 +245,26 @@ def run_tests(spec: dict, channel: Channel) -> dict:
         return verdict
     verdict["program_ok"] = True
     bind = {str(n) for n in spec.get("bind") or []}
-    used = set().union(*(_names_used(c) for c in (setup, *tests) if not isinstance(c, BaseException)))
-    for name in bind | (used & set(names)):
+    setup_used = set() if isinstance(setup, BaseException) else _names_used(setup)
+    tests_used = set().union(*(_names_used(c) for c in tests if not isinstance(c, BaseException)))
+    remote, shadowing = set(), set()
+    for name in bind | ((setup_used | tests_used) & set(names)):
         if name in bind:
             namespace[name] = Remote(channel, ["N", name], name)
-        elif name not in namespace and not hasattr(builtins, name):  # builtins and trusted names stay trusted
-            namespace[name] = _trusted_module(modules.get(name)) or Remote(channel, ["N", name], name)
+            remote.add(name)
+        elif name in namespace:  # the trusted code's own (a test import, a prompt helper)
+            continue
+        elif hasattr(builtins, name):  # builtins stay trusted...
+            shadowing.add(name)
+        else:
+            namespace[name] = _trusted_module(modules.get(name))
+            if namespace[name] is None:
+                namespace[name] = Remote(channel, ["N", name], name)
+                remote.add(name)
+    if len(shadowing) == 1 and not remote:  # ...but for a builtin-named function under test
+        name = next(iter(shadowing))
+        if name in tests_used and name not in setup_used and name in _top_level_functions(program):
+            namespace[name] = Remote(channel, ["N", name], name)
     for i, test in enumerate(tests):
         try:
             if isinstance(test, BaseException):
@@ -259,7 +311,7 @@ def main(root: str, verdict_fd: int, wire, child) -> None:
         child.guard(job["workdir"])  # the trusted code gets no more reach than the program
         raisable = {name: getattr(builtins, name) for name in child.RAISABLE}
         channel = Channel(wire, request_w, reply_r, float(job["deadline"]), raisable)
-        verdict.update(run_tests(spec, channel))
+        verdict.update(run_tests(spec, channel, str(job["program"])))
         verdict["timeout"] = channel.timed_out
     except BaseException as exc:  # noqa: BLE001 - the harness itself failed: an "error" verdict
         verdict["error"] = f"{type(exc).__name__}: {exc}"[:1000]

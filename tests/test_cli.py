@@ -18,7 +18,7 @@ def test_help_lists_every_subcommand(capsys):
         main(["--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    for cmd in ("train", "sft", "eval", "bench", "generate", "demo", "smoke"):
+    for cmd in ("train", "sft", "eval", "score", "bench", "generate", "demo", "smoke"):
         assert cmd in out
 
 

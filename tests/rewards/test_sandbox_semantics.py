@@ -78,8 +78,18 @@ def squares(n):
         "p = Pair(1, 2)\nassert p == p and p != Pair(1, 2)",
     ]
     assert _failing(program, tests) == []
-    assert _failing(program, ["assert squares(2) == [0, 1]", "assert Pair(1, 2)"]) == [
-        "assert squares(2) == [0, 1]", "assert Pair(1, 2)"]
+    assert _failing(program, ["assert squares(2) == [0, 1]", "assert not Pair(1, 2)"]) == [
+        "assert squares(2) == [0, 1]", "assert not Pair(1, 2)"]
+
+
+def test_a_reference_has_the_truth_value_of_its_object():
+    program = ("import re\ndef check_str(s):\n    return re.search('^[aeiouAEIOU][A-Za-z0-9_]*', s)\n"  # MBPP 737
+               "def wrong(s):\n    return re.search('^[0-9]', s)\ndef empty():\n    return iter([])\n")
+    tests = ['assert check_str("annie")', 'assert not check_str("dawood")', 'assert check_str("Else")',
+             'assert check_str("annie") and check_str("annie") != check_str("annie")', "assert empty()"]
+    assert _failing(program, tests) == []
+    wrong = ['assert wrong("annie")', 'assert not wrong("7up")', 'assert check_str("annie") == True']
+    assert _failing(program, wrong) == wrong
 
 
 def test_exceptions_keep_their_builtin_type_and_others_become_candidate_errors():
@@ -105,6 +115,37 @@ def area():
 """
     tests = ["assert math.isclose(area(), 3.0)", "assert abs(area() - 3.0) < 1e-9", "assert math.pi > 3"]
     assert _failing(program, tests) == tests[:2]
+
+
+SUM_OF_COMMON_DIVISORS = ["assert sum(10,15) == 6", "assert sum(100,150) == 93", "assert sum(4,6) == 3"]  # MBPP 126
+
+
+def test_a_builtin_named_function_under_test_is_the_program_s():
+    right = ("```python\ndef sum(a,b):\n    total = 0\n    for i in range(1, min(a, b)):\n"
+             "        if a % i == 0 and b % i == 0:\n            total += i\n    return total\n```")
+    wrong = "```python\ndef sum(a,b):\n    return a + b\n```"
+    rigged = "```python\ndef sum(a,b):\n    class Yes:\n        __eq__ = lambda self, other: True\n    return Yes()\n```"
+    scores = code_tests(None, [right, wrong, rigged], test_list=[SUM_OF_COMMON_DIVISORS] * 3, limits=FAST)
+    assert scores == [1.0, 0.0, 0.0]
+
+
+def test_a_builtin_named_function_stays_trusted_when_it_is_not_unambiguously_under_test():
+    area = "import math\ndef area(r):\n    return {}\ndef abs(x):\n    return 0\n"
+    tests = ["assert abs(area(2) - 12.56) < 0.01", "assert abs(-2) == 2"]  # abs: the harness's, not the program's
+    assert _failing(area.format("math.pi * r * r"), tests) == []
+    assert _failing(area.format("0"), tests) == tests[:1]
+    # abs alone: still the harness's, since it is used with another name of the program's
+    assert _failing(area.format("0"), ["assert area(2) > 12", "assert abs(-2) == 0"]) == [
+        "assert area(2) > 12", "assert abs(-2) == 0"]
+    two = "def sum(a, b):\n    return 6\ndef len(x):\n    return 0\n"
+    assert _failing(two, SUM_OF_COMMON_DIVISORS[:1]) == []  # sum alone is under test
+    tests = [SUM_OF_COMMON_DIVISORS[0], "assert len('abc') == 3"]  # two builtin names together stay trusted
+    assert _failing(two, tests) == tests[:1]
+    not_a_def = "sum = lambda a, b: 6\n"  # not defined by a top-level def
+    assert _failing(not_a_def, SUM_OF_COMMON_DIVISORS[:1]) == SUM_OF_COMMON_DIVISORS[:1]
+    setup_uses_it = run_python("def sum(a, b):\n    return 0\n", ["assert sum(1, 2) == expected(1, 2)"], FAST,
+                               setup="def expected(a, b):\n    return sum([a, b])")
+    assert (setup_uses_it.status, setup_uses_it.tests_passed) == ("failed", 0)
 
 
 def test_humaneval_prompt_helpers_come_from_the_trusted_prompt():

@@ -276,9 +276,38 @@ def test_stop_iteration_cannot_cut_a_test_short():
     assert run_python(program, ["assert all(map(f, [0, 1, 2]))"], FAST).tests_passed == 0
 
 
-def test_an_object_with_a_truthy_bool_does_not_pass_a_bare_assert():
-    program = "class Yes:\n    __bool__ = lambda self: True\ndef f(x):\n    return Yes()"
-    assert run_python(program, ["assert f(1)", "assert not not f(1)"], FAST).tests_passed == 0
+def test_a_returned_object_is_asked_its_truth_value_once():
+    # Its __bool__ answers True, then False, then True...: one returned object cannot be both truthy and falsy.
+    program = ("class Flip:\n    asked = 0\n    def __bool__(self):\n        Flip.asked += 1\n"
+               "        print('asked', flush=True)\n        return Flip.asked % 2 == 1\n"
+               "def f(x):\n    return Flip()\n")
+    contradictions = ["r = f(1)\nassert r\nassert not r", "r = f(1)\nassert r and not r",
+                      "r = f(1)\nassert bool(r) != bool(r)", "r = f(1)\nassert len({bool(r) for _ in range(4)}) == 2"]
+    r = run_python(program, contradictions, FAST)
+    assert (r.status, r.tests_passed, r.stdout.split()) == ("failed", 0, ["asked"] * len(contradictions))
+    consistent = "r = f(1)\nassert r and r and bool(r) is True and not (not r)\nif r:\n    pass"
+    r = run_python(program, [consistent], FAST)
+    assert (r.passed, r.stdout.split()) == (True, ["asked"]), r.stderr
+
+
+@pytest.mark.parametrize("body", [
+    "class No:\n    __bool__ = lambda self: False\ndef f(x):\n    return No()",
+    "class Empty:\n    __len__ = lambda self: 0\ndef f(x):\n    return Empty()",
+])
+def test_a_falsy_object_fails_a_bare_assert(body):
+    r = run_python(body, ["assert f(1)", "assert f(1) == True", "assert f(1) == 1"], FAST)
+    assert (r.status, r.tests_passed) == ("failed", 0)
+
+
+@pytest.mark.parametrize("body", [
+    "class Weird:\n    __bool__ = lambda self: 1\ndef f(x):\n    return Weird()",  # TypeError in the child
+    "class Raises:\n    def __bool__(self):\n        raise ValueError('ambiguous')\ndef f(x):\n    return Raises()",
+    "class Slow:\n    def __bool__(self):\n        while True:\n            pass\ndef f(x):\n    return Slow()",
+])
+def test_a_truth_value_that_is_not_a_plain_bool_breaks_the_sample(body):
+    quick = SandboxLimits(timeout_s=1.0, memory_mb=512)
+    tests = ["try:\n    assert f(1)\nexcept BaseException:\n    pass", "assert True"]
+    assert run_python(body, tests, quick).tests_passed == 0
 
 
 def test_a_test_that_swallows_the_broken_sandbox_does_not_pass():
