@@ -4,7 +4,7 @@ Training is chaotic and float rounding differs between CPUs and thread counts, s
 SFT ends up. The pipeline test checks what a run writes; the learning tests start RL from a checked-in SFT
 model (``tests/fixtures/demo-sft``: the demo's SFT stage, seed 0, 2,500 steps — the same bytes on every
 machine) and assert only what held, with room to spare, for every seed and thread count measured
-(README, "Demo numbers on other machines"): RL on the right reward raises held-out accuracy, and RL on the
+(README, "How much these numbers vary"): RL on the right reward raises held-out accuracy, and RL on the
 negated reward lowers it, so a sign error or a dead update fails.
 """
 from __future__ import annotations
