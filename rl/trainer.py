@@ -4,6 +4,9 @@
     setup:  policy (+ LoRA, reference) → optimizer, LR schedule → rollout engine → resume
     loop:   prompts → RLStep (rollouts, rewards, advantages, num_iterations updates) → log → eval → save
 
+``RLStep`` gets the trainer's scorer (decode, then the recipe's rewards on each completion's dataset row) once,
+and returns each step's metrics, per-reward means and scored completions, which the loop logs.
+
 ``global_step`` counts optimizer steps (TRL's meaning); one rollout batch gives ``num_iterations`` of
 them. Logging, evaluation and checkpoints happen between rollout batches, when their interval is
 crossed. Everything random is derived from (seed, rollout batch index) — rollout noise, estimator
@@ -27,7 +30,7 @@ from .config import RecipeConfig, to_dict, to_yaml
 from .data import TEMPLATES, PromptOrder, load_checked_rows
 from .distributed import make_backend
 from .logger import MetricsLogger
-from .loop import RLStep
+from .loop import RLStep, Scores, reward_means
 from .optim import make_optimizer, make_schedule
 from .policy import build_policy, check_4bit, check_lora_targets, model_config
 from .update import PolicyUpdate
@@ -92,8 +95,6 @@ class Trainer:
         self.order = PromptOrder(len(self.rows), t.seed)
         self.global_step = self.batches_done = self.evals_without_improvement = 0
         self.best_metric, self.best_checkpoint, run_id = None, None, None
-        self._reward_means: dict[str, float] = {}
-        self._last_samples: tuple[list, list, list] = ([], [], [])
         resume = ckpt.resolve_resume(t.resume_from, t.output_dir)
         if resume is not None:
             run_id = self._restore(resume)
@@ -116,24 +117,24 @@ class Trainer:
     # ---- the loop ----------------------------------------------------------------------------------
     def train(self) -> dict[str, float]:
         t, last = self.cfg.training, {}
-        step = RLStep(self.engine, self.update, None, self.cfg.rollout.num_generations)
+        step = RLStep(self.engine, self.update, self._score, self.cfg.rollout.num_generations)
         while self.global_step < self.max_steps:
             ppb, rank = self.prompts_per_batch, self.backend.rank
             global_rows = self.order.take(ppb * self.backend.world_size)  # same on every rank; each takes its share
             batch_rows = [self.rows[i] for i in global_rows[rank * ppb: (rank + 1) * ppb]]
-            step.score = self._scorer(batch_rows, self.cfg.rollout.num_generations)
             before = self.global_step
             with self.backend.autocast(self.policy.adapter.device, t.bf16):
-                metrics = step([self.template.render(r, self.cfg.data.system_prompt) for r in batch_rows],
-                               self._optimizer_step, seed=self._batch_seed())
+                result = step([self.template.render(r, self.cfg.data.system_prompt) for r in batch_rows],
+                              self._optimizer_step, seed=self._batch_seed(), rows=batch_rows)
             self.batches_done += 1
-            metrics.update(self._reward_means)
+            metrics = {**result.metrics, **result.reward_means}
             metrics = {k: self.backend.sum(v) / self.backend.world_size for k, v in sorted(metrics.items())}
             metrics.update(lr=self.backend.scheduler.get_last_lr()[0], epoch=self.order.epochs_done)
             if self._crossed(before, self.cfg.logging.logging_steps):
                 self.logger.metrics(self.global_step, metrics)
                 if self.cfg.logging.log_completions:
-                    self.logger.completions(self.global_step, *self._last_samples,
+                    scores = result.scores
+                    self.logger.completions(self.global_step, scores.prompts, scores.texts, scores.total,
                                             show=self.cfg.logging.num_completions_to_print)
             stop = False
             if self.eval_rows is not None and t.eval_steps and self._crossed(before, t.eval_steps):
@@ -161,20 +162,14 @@ class Trainer:
         if self.policy.reference is not None:
             self.policy.reference.maybe_sync(self.global_step)
 
-    def _scorer(self, rows: list[dict], group: int):
-        """Decode completions and score them with the recipe's rewards and each one's dataset row."""
+    def _score(self, prompt_ids: list[list[int]], completions: torch.Tensor, rows: list[dict]) -> Scores:
+        """RLStep's scorer: decode completions and score them with the recipe's rewards and each one's dataset row."""
         adapter = self.policy.adapter
-
-        def score(prompt_ids, completions, index):
-            texts = [self.template.cut(adapter.decode_completion(c)) for c in completions]
-            prompts = [adapter.tokenizer.decode(p) for p in prompt_ids]
-            ids = [c[m].tolist() for c, m in zip(completions, first_eos_mask(completions, adapter.eos_id))]
-            breakdown = self._rewards(prompts, texts, ids, [rows[i // group] for i in index])
-            if len(index) == len(rows) * group and index == list(range(len(index))):  # the final completions
-                self._reward_means = reward_means(breakdown, "rewards/")
-                self._last_samples = (prompts, texts, breakdown.total)
-            return torch.tensor(breakdown.total)
-        return score
+        texts = [self.template.cut(adapter.decode_completion(c)) for c in completions]
+        prompts = [adapter.tokenizer.decode(p) for p in prompt_ids]
+        ids = [c[m].tolist() for c, m in zip(completions, first_eos_mask(completions, adapter.eos_id))]
+        breakdown = self._rewards(prompts, texts, ids, rows)
+        return Scores(breakdown.total, breakdown.per_reward, prompts, texts)
 
     def _rewards(self, prompts: list[str], texts: list[str], completion_ids: list[list[int]], rows: list[dict]):
         """The recipe's rewards, called as TRL calls them: prompts, completions, ``completion_ids`` (up to
@@ -207,7 +202,7 @@ class Trainer:
         breakdown = self._rewards([g.prompt for g in gens], [self.template.cut(g.text) for g in gens],
                                   [g.completion_ids for g in gens], rows)
         value = sum(breakdown.total) / len(rows)
-        values = {"eval/reward": value, **reward_means(breakdown, "eval/rewards/")}
+        values = {"eval/reward": value, **reward_means(breakdown.per_reward, "eval/rewards/")}
         self.logger.metrics(self.global_step, values)
         return self._after_eval(value)
 
@@ -237,7 +232,8 @@ class Trainer:
     def save(self) -> Path:
         """A checkpoint of the whole run; every rank takes part (DeepSpeed state, RNG), the main rank commits."""
         t, main = self.cfg.training, self.backend.is_main
-        tmp = ckpt.begin(t.output_dir, self.global_step) if main else Path(t.output_dir) / f"{ckpt.PREFIX}{self.global_step}.tmp"
+        tmp = (ckpt.begin(t.output_dir, self.global_step) if main
+               else Path(t.output_dir) / f"{ckpt.PREFIX}{self.global_step}.tmp")
         self.backend.barrier()
         with self.backend.full_state():
             if main:
@@ -277,11 +273,6 @@ def check_model(model_cfg) -> list[str]:
     """Preflight of a full (non-LoRA) model: its config.json can be read; no LoRA targets."""
     model_config(model_cfg.name_or_path, model_cfg.revision)
     return []
-
-
-def reward_means(breakdown, prefix: str) -> dict[str, float]:
-    """Mean of each reward over the batch (None counted as 0), keyed ``prefix + name``."""
-    return {prefix + k: sum(v or 0.0 for v in vals) / len(vals) for k, vals in breakdown.per_reward.items()}
 
 
 def seed_everything(seed: int) -> None:

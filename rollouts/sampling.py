@@ -167,25 +167,56 @@ def sample(adapter: ModelAdapter, prompt_ids: torch.Tensor, prompt_mask: torch.T
     ``generator`` drives all randomness (default: seeded with ``seed``); ``on_step(step, x)`` sees the
     model input of every step that runs a forward pass (tests compare it with ``Trajectory.state``).
     """
+    cfg = _resolve(adapter, config)
+    start_time = time.perf_counter()
+    if generator is None:
+        generator = torch.Generator(prompt_ids.device).manual_seed(seed)
+    if prompt_mask is None:
+        prompt_mask = torch.ones_like(prompt_ids)
+    rec = _Recorder(prompt_ids.shape[0], cfg.max_completion_length, prompt_ids.device, cfg)
+    completion, nfe, plan = _decode(adapter, prompt_ids, prompt_mask, cfg, generator, on_step, rec)
+    batch, length, device, eos_id = completion.shape[0], completion.shape[1], completion.device, adapter.eos_id
+    extras = {}
+    if rec.events:
+        extras["remask_events"] = torch.cat(rec.events).to(torch.int32)
+    elif cfg.rcr:
+        extras["remask_events"] = torch.zeros(0, 5, dtype=torch.int32, device=device)
+    if cfg.record_predictions:
+        extras["step_predictions"], extras["step_confidences"], extras["prediction_steps"] = _stack_predictions(
+            rec.predictions, batch, length, device)
+    if rec.commit_rank is not None:
+        extras["commit_rank"] = rec.commit_rank.to(torch.int16)
+    return Trajectory(
+        prompt_ids=prompt_ids.clone(), prompt_mask=prompt_mask.clone(), completion_ids=completion,
+        completion_mask=first_eos_mask(completion, eos_id), commit_step=rec.commit_step.to(torch.int16),
+        rollout_logp=rec.logp, num_steps=rec.finished_at, mask_id=adapter.mask_id, pad_id=adapter.pad_id,
+        blocks=[(b.lo, b.hi) for b in plan], sampler=cfg.as_dict(), seed=seed, nfe=nfe,
+        seconds=time.perf_counter() - start_time, extras=extras)
+
+
+def _resolve(adapter: ModelAdapter, config: SamplerConfig | None) -> SamplerConfig:
     cfg = (config or SamplerConfig()).resolve(adapter.family.sampler_defaults)
     if cfg.early_commit and cfg.cache == "dual":
-        raise ValueError("early_commit needs predictions for the whole remaining completion; use cache 'none' or 'prefix'")
-    start_time = time.perf_counter()
+        raise ValueError("early_commit needs predictions for the whole remaining completion; "
+                         "use cache 'none' or 'prefix'")
+    return cfg
+
+
+def _decode(adapter: ModelAdapter, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, cfg: SamplerConfig,
+            generator: torch.Generator, on_step: Callable[[int, torch.Tensor], None] | None,
+            rec: _Recorder | None) -> tuple[torch.Tensor, int, list]:
+    """The decoding loop: the final completion [B, L], the forward passes it ran and the block plan.
+    ``rec`` (when given) records the trajectory; without it no record is kept or computed."""
     device = prompt_ids.device
     batch, plen = prompt_ids.shape
     length = cfg.max_completion_length
     mask_id, eos_id = adapter.mask_id, adapter.eos_id
     eos_like = torch.tensor(adapter.stop_token_ids, device=device)
-    if generator is None:
-        generator = torch.Generator(device).manual_seed(seed)
-    if prompt_mask is None:
-        prompt_mask = torch.ones_like(prompt_ids)
     x = torch.cat([prompt_ids, prompt_ids.new_full((batch, length), mask_id)], dim=1)
     attention_mask = torch.cat([prompt_mask, prompt_mask.new_ones((batch, length))], dim=1)
     forward = StepForward(adapter, x, attention_mask, plen, cfg.cache, cfg.cfg_scale)
     plan = plan_blocks(cfg)
     total_steps = sum(len(b.counts) for b in plan)
-    rec = _Recorder(batch, length, device, cfg)
     completion = x[:, plen:]  # a view: writes go to x
     step = 0
 
@@ -194,7 +225,8 @@ def sample(adapter: ModelAdapter, prompt_ids: torch.Tensor, prompt_mask: torch.T
                 ((completion[:, : block.lo] == eos_id).any(1) | ~(completion == mask_id).any(1)).all()):
             fill = completion == mask_id  # every row has finished: the rest is EOS, recorded at this step
             completion.masked_fill_(fill, eos_id)
-            rec.commit(fill, 0, step, torch.zeros_like(rec.logp))
+            if rec is not None:
+                rec.commit(fill, 0, step, torch.zeros_like(rec.logp))
             break
         forward.start_block(plen + block.lo, plen + block.hi)
         n_steps = len(block.counts) if cfg.threshold is None else block.hi - block.lo
@@ -220,56 +252,46 @@ def sample(adapter: ModelAdapter, prompt_ids: torch.Tensor, prompt_mask: torch.T
                 conf = conf.masked_fill(is_eos, NEG_INF)
             if cfg.eoser:
                 conf = torch.where(x0 == eos_id, conf * eoser_gamma(step, total_steps, cfg), conf)
-            if cfg.record_predictions:
-                rec.predictions.append((step, block.lo, torch.where(candidates, x0, cur), conf.masked_fill(~candidates, float("nan"))))
+            if rec is not None and cfg.record_predictions:
+                rec.predictions.append((step, block.lo, torch.where(candidates, x0, cur),
+                                        conf.masked_fill(~candidates, float("nan"))))
             rank = rank_by_confidence(conf, candidates)
 
             if cfg.rcr:
                 commit = candidates  # fill every masked position of the block ...
-                rec.commit(commit, block.lo, step, committed_logp(policy, x0, commit, cfg.temperature), rank)
+                if rec is not None:
+                    rec.commit(commit, block.lo, step, committed_logp(policy, x0, commit, cfg.temperature), rank)
                 running_conf = torch.where(commit, conf, running_conf)
                 cur.copy_(torch.where(commit, x0, cur))
                 keep_masked = sum(block.counts[i + 1:])
                 if keep_masked:  # ... then re-mask the least confident to follow the schedule
                     protected = running_conf.masked_fill(running_conf == 0, 1.0)
                     remask = rank_by_confidence(-protected, torch.ones_like(candidates)) < keep_masked
-                    rec.remask(remask, block.lo, step, cur)
+                    if rec is not None:
+                        rec.remask(remask, block.lo, step, cur)
                     cur.masked_fill_(remask, mask_id)
             else:
                 if cfg.threshold is not None:
                     commit = ((conf >= cfg.threshold) & candidates) | ((rank == 0) & candidates)
                 else:
                     commit = (rank < k) & candidates
-                rec.commit(commit, block.lo, step, committed_logp(policy, x0, commit, cfg.temperature), rank)
+                if rec is not None:
+                    rec.commit(commit, block.lo, step, committed_logp(policy, x0, commit, cfg.temperature), rank)
                 cur.copy_(torch.where(commit, x0, cur))
                 if cfg.early_commit:
                     _prophet(logits, completion, block.lo, cfg, mask_id, eos_id, generator, rec, step)
-            newly_done = ~(completion == mask_id).any(1) & (rec.finished_at < 0)
-            rec.finished_at[newly_done] = step + 1
+            if rec is not None:
+                newly_done = ~(completion == mask_id).any(1) & (rec.finished_at < 0)
+                rec.finished_at[newly_done] = step + 1
             step += 1
 
-    rec.finished_at[rec.finished_at < 0] = step
-    extras = {}
-    if rec.events:
-        extras["remask_events"] = torch.cat(rec.events).to(torch.int32)
-    elif cfg.rcr:
-        extras["remask_events"] = torch.zeros(0, 5, dtype=torch.int32, device=device)
-    if cfg.record_predictions:
-        extras["step_predictions"], extras["step_confidences"], extras["prediction_steps"] = _stack_predictions(
-            rec.predictions, batch, length, device)
-    if rec.commit_rank is not None:
-        extras["commit_rank"] = rec.commit_rank.to(torch.int16)
-    final = completion.clone()
-    return Trajectory(
-        prompt_ids=prompt_ids.clone(), prompt_mask=prompt_mask.clone(), completion_ids=final,
-        completion_mask=first_eos_mask(final, eos_id), commit_step=rec.commit_step.to(torch.int16),
-        rollout_logp=rec.logp, num_steps=rec.finished_at, mask_id=mask_id, pad_id=adapter.pad_id,
-        blocks=[(b.lo, b.hi) for b in plan], sampler=cfg.as_dict(), seed=seed, nfe=forward.nfe,
-        seconds=time.perf_counter() - start_time, extras=extras)
+    if rec is not None:
+        rec.finished_at[rec.finished_at < 0] = step
+    return completion.clone(), forward.nfe, plan
 
 
 def _prophet(logits: torch.Tensor, completion: torch.Tensor, lo: int, cfg: SamplerConfig, mask_id: int,
-             eos_id: int, generator: torch.Generator | None, rec: _Recorder, step: int) -> None:
+             eos_id: int, generator: torch.Generator | None, rec: _Recorder | None, step: int) -> None:
     """Prophet's early commit: rows whose mean top-1/top-2 logit gap over the answer window passes the
     progress-dependent threshold get every remaining mask filled with the current argmax.
 
@@ -308,7 +330,8 @@ def _prophet(logits: torch.Tensor, completion: torch.Tensor, lo: int, cfg: Sampl
     policy = policy_logits(logits, cfg, mask_id, eos_id)
     x0 = policy.argmax(-1)
     commit = masked & fire.unsqueeze(1)
-    rec.commit(commit, lo, step, committed_logp(policy, x0, commit, cfg.temperature))
+    if rec is not None:
+        rec.commit(commit, lo, step, committed_logp(policy, x0, commit, cfg.temperature))
     region.copy_(torch.where(commit, x0, region))
 
 
@@ -324,8 +347,22 @@ def _stack_predictions(preds, batch: int, length: int, device):
     return tokens.to(torch.int32), confs, steps
 
 
+@torch.no_grad()
 def generate(adapter: ModelAdapter, prompt_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-             config: SamplerConfig | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Decode and return the ids [B, P + L] (prompt then completion); see :func:`sample` for the record."""
-    traj = sample(adapter, prompt_ids, attention_mask, config, generator)
-    return torch.cat([prompt_ids, traj.completion_ids], dim=1)
+             config: SamplerConfig | None = None, generator: torch.Generator | None = None,
+             record: bool = True) -> torch.Tensor:
+    """Decode and return the ids [B, P + L] (prompt then completion); see :func:`sample` for the record.
+
+    ``record=False`` skips the trajectory bookkeeping altogether (commit steps, rollout log-probs,
+    re-mask events, predictions are neither kept nor computed): the same tokens, for measuring what
+    recording costs. Randomness is as in :func:`sample` (default generator seeded with 0)."""
+    if record:
+        traj = sample(adapter, prompt_ids, attention_mask, config, generator)
+        return torch.cat([prompt_ids, traj.completion_ids], dim=1)
+    cfg = _resolve(adapter, config)
+    if generator is None:
+        generator = torch.Generator(prompt_ids.device).manual_seed(0)
+    if attention_mask is None:
+        attention_mask = torch.ones_like(prompt_ids)
+    completion, _, _ = _decode(adapter, prompt_ids, attention_mask, cfg, generator, None, None)
+    return torch.cat([prompt_ids, completion], dim=1)

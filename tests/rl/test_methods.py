@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rl.config import ConfigError, recipe_from_dict
-from rl.loop import RLStep
+from rl.loop import RLStep, Scores
 from rl.methods import METHODS
 from rl.reference import FrozenCopyReference
 from rl.update import PolicyUpdate
@@ -48,7 +48,7 @@ PROMPTS = [[0], [1], [2], [3], [4], [1, 3], [2, 0], [4, 1]]
 
 def copy_reward(prompts, completions, rows):
     """Fraction of completion positions holding the prompt's last token (verifiable, prompt-dependent)."""
-    return (completions == torch.tensor([p[-1] for p in prompts]).unsqueeze(1)).float().mean(1)
+    return Scores((completions == torch.tensor([p[-1] for p in prompts]).unsqueeze(1)).float().mean(1))
 
 
 @pytest.mark.parametrize("name", ["diffu_grpo", "gdpo", "mdpo", "cj_grpo"])
@@ -67,7 +67,7 @@ def test_thirty_steps_of_each_method_raise_the_reward(name):
         opt.zero_grad()
 
     step = RLStep(RolloutEngine(lm, cfg.rollout.sampler()), update, copy_reward, cfg.rollout.num_generations)
-    rewards = [step(PROMPTS, optimizer_step, seed=i)["reward"] for i in range(30)]
+    rewards = [step(PROMPTS, optimizer_step, seed=i).metrics["reward"] for i in range(30)]
     first, last = sum(rewards[:5]) / 5, sum(rewards[-5:]) / 5
     print(f"\n{name}: mean reward of the first 5 steps {first:.3f} -> last 5 steps {last:.3f}")
     assert last > first + 0.15

@@ -8,10 +8,10 @@ import torch
 from rl.advantages import compute_advantages
 from rl.batch import RolloutBatch
 from rl.estimators import build_estimator, sampler_of, unit_logprobs
-from rl.memory import track_saved_tensors
 from rl.reference import AdapterDisabledReference, FrozenCopyReference
 from rl.update import PolicyUpdate
 
+from .memory import track_saved_tensors
 from .toy import algorithm, grads, rollout, toy_model
 
 

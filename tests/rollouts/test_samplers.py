@@ -5,7 +5,7 @@ import torch
 from rollouts.adapter import left_pad
 from rollouts.engine import RolloutEngine
 from rollouts.sampler_config import SamplerConfig
-from rollouts.sampling import sample
+from rollouts.sampling import generate, sample
 from rollouts.schedules import ass_step_sizes, eoser_gamma, plan_blocks
 from rollouts.tiny import make_tiny
 from tests.rollouts.scripted import EOS, EOT, MASK, peaked, scripted_adapter
@@ -167,17 +167,22 @@ def test_dream_top_p_nucleus_is_taken_on_the_temperature_scaled_distribution():
 
 
 @pytest.mark.parametrize("temperature", [0.0, 0.8])
-def test_exact_mode_tokens_are_identical_with_and_without_recording(temperature):
-    from rollouts.bench import recording_off
+def test_exact_mode_tokens_are_identical_with_and_without_recording(temperature, monkeypatch):
+    from rollouts import sampling
     adapter = make_tiny("llada", seed=9)
     ids, mask = left_pad([[5, 6, 7, 8, 9], [30, 31]], adapter.pad_id)
     cfg = SamplerConfig(max_completion_length=16, diffusion_steps=8, block_length=8, temperature=temperature,
                         stop_at_eos=False)
     recorded = sample(adapter, ids, mask, cfg, seed=4)
-    with recording_off():
-        unrecorded = sample(adapter, ids, mask, cfg, seed=4)
-    assert (unrecorded.commit_step == -1).all()  # the bookkeeping really was off
-    assert torch.equal(recorded.completion_ids, unrecorded.completion_ids)
+    assert torch.equal(generate(adapter, ids, mask, cfg, torch.Generator().manual_seed(4)),  # default: recorded
+                       torch.cat([ids, recorded.completion_ids], 1))
+
+    def no_record(*args, **kwargs):
+        raise AssertionError("record=False must not compute the record")
+    monkeypatch.setattr(sampling, "committed_logp", no_record)
+    monkeypatch.setattr(sampling._Recorder, "__init__", no_record)
+    unrecorded = generate(adapter, ids, mask, cfg, torch.Generator().manual_seed(4), record=False)
+    assert torch.equal(unrecorded, torch.cat([ids, recorded.completion_ids], 1))
 
 
 def test_early_stop_keeps_replay_exact_and_records_every_position():

@@ -1,6 +1,6 @@
 """Peak activation memory on any device, measured exactly: the bytes of tensors autograd keeps for
 the backward pass that are alive at once (``torch.autograd.graph.saved_tensors_hooks``). Used by the
-tests and benchmarks that show step-by-step backward keeps memory flat in the number of steps.
+tests that show step-by-step backward keeps memory flat in the number of steps.
 """
 from __future__ import annotations
 
