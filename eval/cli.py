@@ -41,7 +41,8 @@ def _model_arguments(p) -> None:
     p.add_argument("--adapter", default=None, help="LoRA adapter directory, evaluated as is (no merge step)")
     p.add_argument("--tokenizer", default=None, help="tokenizer path or Hub id; 'bytes' = built-in byte tokenizer")
     p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
-                   help="weights dtype; default auto: bfloat16 on a GPU (16 GB for an 8B model, not 32), float32 on CPU")
+                   help="weights dtype; default auto: bfloat16 on a GPU (16 GB for an 8B model, not 32), "
+                        "float32 on CPU")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ...")
 
 

@@ -1,4 +1,4 @@
-"""Benchmark summaries, one format for ``unmask eval`` and ``unmask score``.
+"""Per-sample records and benchmark summaries, one format for ``unmask eval`` and ``unmask score``.
 
 A summary gives, for every grader of the benchmark, accuracy with a 95% Wilson interval over the problems
 that grader could score, and what the grader is: the primary one (the first), or the one that reproduces a
@@ -14,6 +14,16 @@ from pathlib import Path
 
 from .benchmarks import Benchmark
 from .metrics import pass_at_k, wilson_interval
+
+
+def sample_record(id: str, sample: int, prompt: str, completion: str, graded: str, extracted, gold,
+                  verdict: dict, row: dict, **measured) -> dict:
+    """One line of ``<benchmark>.samples.jsonl``: the raw ``completion``, the ``graded`` text when a stop string
+    cut it, every grader's ``verdict`` (the first is ``correct``), the dataset ``row`` (so the file can be
+    re-graded) and what generation ``measured`` (tokens, nfe, seconds, sampler, ...)."""
+    return {"id": id, "sample": sample, "prompt": prompt, "completion": completion,
+            **({"graded_completion": graded} if graded != completion else {}), "extracted": extracted,
+            "gold": gold, "correct": next(iter(verdict.values())), "graders": verdict, **measured, "row": row}
 
 
 def summarize(bench: Benchmark, ids: list[str], done: dict, num_samples: int, total: int, limited: bool,

@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 from rl.data import TEMPLATES
 
 from .benchmarks import Benchmark
-from .report import summarize, write_summary
+from .report import sample_record, summarize, write_summary
 
 
 @dataclass
@@ -86,12 +86,9 @@ def run_benchmark(bench: Benchmark, rows: Sequence[dict], generate: Generator, o
                 key = (row["id"], i % num_samples)
                 if key in done:
                     continue
-                record = {"id": row["id"], "sample": key[1], "prompt": gen.prompt, "completion": gen.text,
-                          **({"graded_completion": text} if text != gen.text else {}),
-                          "extracted": bench.extract(text, row), "gold": bench.gold(row),
-                          "correct": next(iter(verdict.values())), "graders": verdict, "tokens": gen.tokens,
-                          "nfe": gen.nfe, "seconds": gen.seconds, "seed": seed + b, "sampler": settings or {},
-                          "row": row}
+                record = sample_record(row["id"], key[1], gen.prompt, gen.text, text, bench.extract(text, row),
+                                       bench.gold(row), verdict, row, tokens=gen.tokens, nfe=gen.nfe,
+                                       seconds=gen.seconds, seed=seed + b, sampler=settings or {})
                 f.write(json.dumps(record, default=str) + "\n")
                 done[key] = record
             f.flush()

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from .benchmarks import BENCHMARKS, Benchmark
 from .formats import FORMATS, Completion, benchmark_of, read, sniff
-from .report import summarize, write_summary
+from .report import sample_record, summarize, write_summary
 
 
 def expand(patterns: list[str]) -> list[Path]:
@@ -83,11 +83,9 @@ def grade(bench: Benchmark, completions: list[Completion]) -> list[dict]:
         except (KeyError, TypeError, ValueError):
             gold, extracted = None, None
         raw = c.raw if c.raw is not None else c.text
-        records.append({"id": c.id, "sample": c.sample, "prompt": c.prompt, "completion": raw,
-                        **({"graded_completion": c.text} if c.text != raw else {}), "extracted": extracted,
-                        "gold": gold, "correct": next(iter(verdict.values())), "graders": verdict,
-                        "tokens": c.tokens, "nfe": c.nfe, "seconds": c.seconds, "sampler": c.settings,
-                        "row": c.row, "source": c.source})
+        records.append(sample_record(c.id, c.sample, c.prompt, raw, c.text, extracted, gold, verdict, c.row,
+                                     tokens=c.tokens, nfe=c.nfe, seconds=c.seconds, sampler=c.settings,
+                                     source=c.source))
     return records
 
 

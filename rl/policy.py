@@ -43,8 +43,12 @@ def lora_matches(names: list[str], targets: list[str]) -> dict[str, int]:
 
 
 def check_lora_targets(model_cfg) -> list[str]:
-    """The LoRA targets of a recipe's model, verified against its architecture without loading weights."""
+    """Preflight of a recipe's model without loading weights: its config.json can be read (a missing local
+    path fails now), and under LoRA (``use_peft``) its LoRA targets, verified against its architecture;
+    [] without LoRA."""
     cfg = model_config(model_cfg.name_or_path, model_cfg.revision)
+    if not model_cfg.use_peft:
+        return []
     family = family_for(cfg.get("model_type"))
     if family is None:  # remote-code models: their layers are only known once loaded
         return list(model_cfg.lora_target_modules or [])

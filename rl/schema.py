@@ -66,10 +66,6 @@ def _got(value: Any) -> str:
     return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
 
 
-def _suggest(word: Any, choices: Sequence[str]) -> list[str]:
-    return suggest(word, choices)
-
-
 def _coerce(tp: Any, value: Any, where: str, source: str | None, expected: str | None = None) -> Any:
     """Check ``value`` against annotation ``tp``; return it converted (int->float, mappings->dataclasses)."""
     def mismatch() -> ConfigError:
@@ -95,7 +91,7 @@ def _coerce(tp: Any, value: Any, where: str, source: str | None, expected: str |
     if origin is Literal:
         if any(value == a and type(value) is type(a) for a in args):
             return value
-        close = _suggest(value, [a for a in args if isinstance(a, str)])
+        close = suggest(value, [a for a in args if isinstance(a, str)])
         got = repr(value) if isinstance(value, str) else _got(value)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ConfigError(f"{where}: expected {expected or _type_name(tp)}, got {got}{hint}")
@@ -133,7 +129,7 @@ def _coerce(tp: Any, value: Any, where: str, source: str | None, expected: str |
 
 
 def _unknown_key(key: Any, where: str, valid: Sequence[str], context: str) -> ConfigError:
-    close = _suggest(key, valid)
+    close = suggest(key, valid)
     if close:
         hint = f"did you mean {_join(where, close[0])!r}?"
     else:

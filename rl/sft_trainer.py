@@ -28,7 +28,7 @@ from .logger import MetricsLogger
 from .optim import make_optimizer, make_schedule
 from .policy import build_policy, check_4bit, check_lora_targets
 from .sft import encode_pairs, sft_loss
-from .trainer import check_model, seed_everything
+from .trainer import seed_everything
 
 
 class SftTrainer:
@@ -37,8 +37,7 @@ class SftTrainer:
         self.cfg, self.log = cfg, log
         self.template = TEMPLATES.get(cfg.data.prompt_template, "data.prompt_template")
         check_4bit(cfg.model, cfg.training)  # QLoRA SFT: a 4-bit base under LoRA, on one GPU
-        # the checkpoint exists (a missing local path fails now) and LoRA targets match its layers
-        self.lora_targets = check_lora_targets(cfg.model) if cfg.model.use_peft else check_model(cfg.model)
+        self.lora_targets = check_lora_targets(cfg.model)  # the checkpoint exists; LoRA targets match its layers
         d = cfg.data
         self.rows = self._checked_rows("data.dataset", d.dataset, d.dataset_config, d.split, d.data_files, None)
         self.eval_rows = None

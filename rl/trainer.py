@@ -32,7 +32,7 @@ from .distributed import make_backend
 from .logger import MetricsLogger
 from .loop import RLStep, Scores, reward_means
 from .optim import make_optimizer, make_schedule
-from .policy import build_policy, check_4bit, check_lora_targets, model_config
+from .policy import build_policy, check_4bit, check_lora_targets
 from .update import PolicyUpdate
 
 RESERVED = ("prompts", "completions", "completion_ids", "trainer_state")  # reward arguments, not dataset columns
@@ -50,8 +50,7 @@ class Trainer:
                 raise ValueError(f"algorithm.rewards[{i}]: {e}") from None
         self.template = TEMPLATES.get(cfg.data.prompt_template, "data.prompt_template")
         check_4bit(cfg.model, cfg.training)
-        # the checkpoint exists (a missing local path fails now) and LoRA targets match its layers
-        self.lora_targets = check_lora_targets(cfg.model) if cfg.model.use_peft else check_model(cfg.model)
+        self.lora_targets = check_lora_targets(cfg.model)  # the checkpoint exists; LoRA targets match its layers
         d = cfg.data
         self.rows = self._checked_rows("data.dataset", d.dataset, d.dataset_config, d.split, d.data_files, None)
         self.eval_rows, self.benchmark = None, None
@@ -267,12 +266,6 @@ class Trainer:
         self.best_metric, self.best_checkpoint = state["best_metric"], state["best_checkpoint"]
         self.evals_without_improvement = state["evals_without_improvement"]
         return state["run_id"]
-
-
-def check_model(model_cfg) -> list[str]:
-    """Preflight of a full (non-LoRA) model: its config.json can be read; no LoRA targets."""
-    model_config(model_cfg.name_or_path, model_cfg.revision)
-    return []
 
 
 def seed_everything(seed: int) -> None:
