@@ -1,1 +1,2 @@
-"""unmask.eval — benchmarks, pass@k, per-sample JSONL and reports (scoring goes through ``rewards``)."""
+"""unmask.eval — benchmark runs (the benchmarks themselves are ``unmask.tasks``), pass@k, per-sample JSONL and
+reports (scoring goes through ``rewards``)."""

@@ -4,7 +4,7 @@
         --max-completion-length 256 --block-length 32 --diffusion-steps 128 --out out/eval/llada
     unmask eval --model BASE --adapter out/run/checkpoint-500/model --benchmark gsm8k --limit 200
     unmask eval --model tests/fixtures/llada-tiny --tokenizer bytes --benchmark gsm8k \\
-        --data-files ../shared/data/gsm8k/test.jsonl --limit 8          # offline
+        --data-files tests/fixtures/data/gsm8k/test.jsonl --limit 8   # offline
 """
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ import shlex
 import sys
 from pathlib import Path
 
+from unmask.tasks import BENCHMARKS, TEMPLATES
+
 
 def add_eval_parser(sub) -> None:
-    from rollouts.cli import add_sampler_arguments
+    from unmask.rollouts.cli import add_sampler_arguments
     p = sub.add_parser("eval", help="score a model on GSM8K, MATH-500, HumanEval (per-sample JSONL + summary)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     _model_arguments(p)
@@ -28,7 +30,7 @@ def add_eval_parser(sub) -> None:
     p.add_argument("--num-samples", type=int, default=1, help="samples per problem (pass@k for k <= N)")
     p.add_argument("--batch-size", type=int, default=16, help="prompts per generation batch")
     p.add_argument("--template", default=None,
-                   help="prompt template (rl/data.py: d1, plain, boxed, code, mbpp, countdown, sudoku, and lm-eval's "
+                   help="prompt template (tasks/: d1, plain, boxed, code, mbpp, countdown, sudoku, and lm-eval's "
                         "gsm8k_cot, gsm8k_cot_5shot, minerva_math, humaneval_instruct); default: the benchmark's own")
     p.add_argument("--system-prompt", default=None, help="replace the template's instruction")
     p.add_argument("--out", default="out/eval", help="output directory (JSONL per sample, summary JSON/Markdown)")
@@ -47,16 +49,14 @@ def _model_arguments(p) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from rollouts.adapter import load_model
-    from rollouts.cli import sampler_config
-    from rollouts.engine import RolloutEngine
+    from unmask.rollouts.adapter import load_model
+    from unmask.rollouts.cli import sampler_config
+    from unmask.rollouts.engine import RolloutEngine
 
-    from .benchmarks import BENCHMARKS
     from .runner import engine_generator, run_benchmark
     names = [n.strip() for n in args.benchmark.split(",") if n.strip()]
     benches = [BENCHMARKS.get(n, "--benchmark") for n in names]
     if args.template is not None:
-        from rl.data import TEMPLATES
         TEMPLATES.get(args.template, "--template")
         benches = [dataclasses.replace(b, template=args.template) for b in benches]
     if args.data_files is not None and len(args.data_files) != len(benches):
@@ -87,8 +87,8 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def check_sources(args: argparse.Namespace) -> None:
     """--model is an existing directory or a Hub id, --adapter an adapter directory (no download)."""
-    from rollouts.adapter import check_adapter
-    from rollouts.models.checkpoint import checkpoint_source
+    from unmask.rollouts.adapter import check_adapter
+    from unmask.rollouts.models.checkpoint import checkpoint_source
     checkpoint_source(args.model)
     if args.adapter is not None:
         check_adapter(args.adapter)
@@ -102,7 +102,7 @@ def add_merge_parser(sub) -> None:
 
 
 def run_merge(args: argparse.Namespace) -> int:
-    from rollouts.adapter import load_model
+    from unmask.rollouts.adapter import load_model
     if args.adapter is None:
         raise ValueError("unmask merge needs --adapter (the LoRA directory to merge into --model)")
     adapter = load_model(args.model, dtype=args.dtype, device=args.device, tokenizer=args.tokenizer,

@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .benchmarks import Benchmark
+from unmask.tasks import Benchmark
+
 from .metrics import pass_at_k, wilson_interval
 
 

@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from rl.data import TEMPLATES
+from unmask.tasks import TEMPLATES, Benchmark
 
-from .benchmarks import Benchmark
 from .report import sample_record, summarize, write_summary
 
 

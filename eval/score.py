@@ -22,7 +22,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from .benchmarks import BENCHMARKS, Benchmark
+from unmask.tasks import BENCHMARKS, Benchmark
+
 from .formats import FORMATS, Completion, benchmark_of, read, sniff
 from .report import sample_record, summarize, write_summary
 

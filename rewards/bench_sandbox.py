@@ -1,6 +1,7 @@
 """Benchmark the code sandbox on HumanEval: run all canonical solutions, print/write timings as JSON.
 
-``python -m rewards.bench_sandbox --data tests/fixtures/data/humaneval/HumanEval.jsonl.gz [--workers N] [--out f.json]``
+``python -m unmask.rewards.bench_sandbox --data HUMANEVAL_JSONL_GZ [--workers N] [--out f.json]``, e.g. with
+``--data tests/fixtures/data/humaneval/HumanEval.jsonl.gz``.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import os
 import platform
 import time
 
-from rewards.code import run_humaneval
+from unmask.rewards.code import run_humaneval
 
 
 def load_humaneval(path: str) -> list[dict]:

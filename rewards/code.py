@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from rewards.contract import column, completion_texts
-from rewards.registry import register_reward
-from rewards.sandbox import SandboxLimits, run_many
+from unmask.rewards.contract import column, completion_texts
+from unmask.rewards.registry import register_reward
+from unmask.rewards.sandbox import SandboxLimits, run_many
 
 _FENCE_RE = re.compile(r"```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
 _PYTHON_TAGS = {"", "python", "py", "python3", "py3"}

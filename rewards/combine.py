@@ -5,7 +5,7 @@ import math
 from dataclasses import dataclass
 from typing import Iterable
 
-from rewards.registry import build_rewards
+from unmask.rewards.registry import build_rewards
 
 
 @dataclass

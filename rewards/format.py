@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import re
 
-from rewards.contract import completion_texts, per_item
-from rewards.extract import tag_content
-from rewards.registry import register_reward
+from unmask.rewards.contract import completion_texts, per_item
+from unmask.rewards.extract import tag_content
+from unmask.rewards.registry import register_reward
 
 # d1 compiles these without re.DOTALL, so multi-line reasoning never matches there; we allow it.
 _STRICT_RE = re.compile(r"^<reasoning>\n.*?\n</reasoning>\n<answer>\n.*?\n</answer>\n?$", re.DOTALL)

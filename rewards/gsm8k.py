@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from fractions import Fraction
 
-from rewards.contract import first_present, per_item
-from rewards.extract import hash_answer, last_boxed, parse_number, tag_content, the_answer_is
-from rewards.registry import register_reward
+from unmask.rewards.contract import first_present, per_item
+from unmask.rewards.extract import hash_answer, last_boxed, parse_number, tag_content, the_answer_is
+from unmask.rewards.registry import register_reward
 
 
 def gsm8k_gold(solution: str | None) -> Fraction | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from rewards.extract import tag_content
+from unmask.rewards.extract import tag_content
 
 
 def last_boxed_only_string(text: str) -> str | None:

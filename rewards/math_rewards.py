@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import re
 
-from rewards.contract import column, completion_texts, first_present, per_item
-from rewards.extract import hash_answer, last_boxed, tag_content, the_answer_is
-from rewards.math_d1 import d1_answer, d1_math_equal
-from rewards.math_grader import Verdict, verify_batch
-from rewards.registry import register_reward
+from unmask.rewards.contract import column, completion_texts, first_present, per_item
+from unmask.rewards.extract import hash_answer, last_boxed, tag_content, the_answer_is
+from unmask.rewards.math_d1 import d1_answer, d1_math_equal
+from unmask.rewards.math_grader import Verdict, verify_batch
+from unmask.rewards.registry import register_reward
 
 _GOLD_COLUMNS = ("answer", "solution")
 _DOLLAR_RE = re.compile(r"(?<!\\)\$")  # an unescaped $ (a math delimiter, not the \$ currency sign)
@@ -78,7 +78,8 @@ def score_math_batch(completions, golds, timeout_s: float = 5.0) -> list[dict]:
     """
     texts = completion_texts(completions)
     golds = [str(g) for g in golds]
-    verdicts = verify_batch([gold_for_verify(g) for g in golds], [math_prediction(t) for t in texts], timeout_s=timeout_s)
+    verdicts = verify_batch([gold_for_verify(g) for g in golds], [math_prediction(t) for t in texts],
+                            timeout_s=timeout_s)
     return [
         {"math_verify": verdict_reward(v), "d1": float(d1_math_equal(g, t)), "d1_answer": d1_answer(t)}
         for t, g, v in zip(texts, golds, verdicts)

@@ -7,10 +7,10 @@ import re
 from collections import Counter
 from fractions import Fraction
 
-from rewards.contract import first_present, per_item
-from rewards.extract import last_boxed, tag_content
-from rewards.math_d1 import d1_unboxed
-from rewards.registry import register_reward
+from unmask.rewards.contract import first_present, per_item
+from unmask.rewards.extract import last_boxed, tag_content
+from unmask.rewards.math_d1 import d1_unboxed
+from unmask.rewards.registry import register_reward
 
 #: Longest equation accepted (characters); longer answers score 0 without being parsed.
 MAX_EQUATION_CHARS = 500
@@ -78,7 +78,8 @@ def countdown_equation(text: str) -> str | None:
     return answer.split("=")[0].strip() or None
 
 
-def countdown_score(text: str, numbers, target, *, require_all: bool = False, format_score: float = 0.0) -> float | None:
+def countdown_score(text: str, numbers, target, *, require_all: bool = False,
+                    format_score: float = 0.0) -> float | None:
     """1.0 when the ``<answer>`` equation uses each given number at most once and equals ``target``.
 
     ``require_all=True`` demands every number exactly once (d1's rule). A well-formed equation

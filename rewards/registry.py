@@ -1,30 +1,117 @@
-"""Reward registry: rewards are looked up by name, so a recipe can say
-``rewards: [{name: gsm8k_correct, weight: 2.0}, {name: xml_format, weight: 0.5}]``.
+"""Name → implementation registries (verl style), the one kind every part of unmask uses: rewards (here),
+log-prob estimators, advantages, policy losses and methods (``rl/algorithms/``), prompt templates and
+benchmarks. New entries are added with a decorator, never by editing the caller; an unknown name raises
+:class:`UnknownNameError` naming the closest valid one. Torch-free, so recipes validate fast.
+
+Rewards are looked up by name, so a recipe can say
+``rewards: [{name: gsm8k_correct, weight: 2.0}, {name: xml_format, weight: 0.5}]``; a reward may be a
+factory taking arguments (``args:`` in the recipe), and declares the dataset columns it reads.
 """
 from __future__ import annotations
 
 import difflib
 import importlib
 import inspect
+import re
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
-from rewards.contract import RewardFn
+from unmask.rewards.contract import RewardFn
 
-# name -> (function or factory, is_factory)
-_REGISTRY: dict[str, tuple[Callable, bool]] = {}
-# name -> dataset columns the reward reads: each entry lists alternatives, one of which must be present
-_COLUMNS: dict[str, tuple[tuple[str, ...], ...]] = {}
-
-# Modules whose import registers the built-in rewards.
-_BUILTIN_MODULES = ("rewards.gsm8k", "rewards.math_rewards", "rewards.code", "rewards.puzzles", "rewards.format")
+T = TypeVar("T")
 
 
-class UnknownRewardError(KeyError, ValueError):
-    """Raised by :func:`get_reward` for a name that is not registered (a ``KeyError`` and a ``ValueError``)."""
+def _segments(name: str) -> list[str]:
+    return [s for s in re.split(r"[\s_./-]+", name.lower()) if s]
+
+
+def suggest(word, choices: Iterable[str], *, n: int = 1, cutoff: float = 0.6) -> list[str]:
+    """The valid names closest to a mistyped ``word``, best first: the same name with other separators or
+    case (``cj-grpo`` → ``cj_grpo``), then names holding it as whole segments, in the order of ``choices``
+    (``grpo`` → ``diffu_grpo``), then difflib's closest spellings (``gpro`` → ``grpo``)."""
+    if not isinstance(word, str) or not _segments(word):
+        return []
+    choices, typed = list(choices), _segments(word)
+    parts = {c: _segments(c) for c in choices}
+    same = [c for c in choices if parts[c] == typed]
+    inside = [c for c in choices if any(parts[c][i:i + len(typed)] == typed for i in range(len(parts[c])))]
+    spelled = difflib.get_close_matches(word, choices, n=n, cutoff=cutoff)
+    return list(dict.fromkeys(same + inside + spelled))[:n]
+
+
+class UnknownNameError(KeyError, ValueError):
+    """A registry lookup for a name that is not registered (message names the closest valid one)."""
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class Registry(Generic[T]):
+    """A named collection of implementations of one concern (``kind``, e.g. "log-prob estimator").
+
+    ``modules`` are imported on first lookup: importing them registers the built-in entries, so a
+    torch-free caller (recipe validation) only pays for them when it asks for one.
+    """
+
+    def __init__(self, kind: str, modules: tuple[str, ...] = ()):
+        self.kind = kind
+        self._modules = modules
+        self._items: dict[str, T] = {}
+
+    def register(self, name: str) -> Callable[[T], T]:
+        def decorator(obj: T) -> T:
+            if name in self._items and self._items[name] != obj:
+                raise ValueError(f"{self.kind} {name!r} is already registered ({self._items[name]!r})")
+            self._items[name] = obj
+            return obj
+        return decorator
+
+    def _load(self) -> None:
+        for module in self._modules:
+            importlib.import_module(module)
+
+    def names(self) -> list[str]:
+        self._load()
+        return sorted(self._items)
+
+    def entries(self) -> dict[str, T]:
+        """All registered entries by name, in registration order (built-ins loaded first)."""
+        self._load()
+        return dict(self._items)
+
+    def get(self, name: str, field: str | None = None) -> T:
+        """The entry called ``name``; an unknown name raises naming ``field`` and the closest valid name."""
+        self._load()
+        if isinstance(name, str) and name in self._items:
+            return self._items[name]
+        where = f"{field} " if field else ""
+        close = suggest(name, self._items, cutoff=0.5)  # in registration order: diffu_grpo before cj_grpo
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise UnknownNameError(f"{where}{name!r} is not a registered {self.kind}; {hint}"
+                               f"choose one of {', '.join(sorted(self._items))}")
+
+    def __contains__(self, name: object) -> bool:
+        self._load()
+        return isinstance(name, str) and name in self._items
+
+
+# ----------------------------------------------------------------------------- rewards
+
+@dataclass(frozen=True)
+class RegisteredReward:
+    """A reward function, or a factory building one from keyword arguments, and the dataset columns it reads
+    (each entry lists alternatives, one of which must be present)."""
+
+    fn: Callable
+    factory: bool
+    columns: tuple[tuple[str, ...], ...]
+
+
+# Importing these modules registers the built-in rewards.
+REWARDS: Registry[RegisteredReward] = Registry("reward", (
+    "unmask.rewards.gsm8k", "unmask.rewards.math_rewards", "unmask.rewards.code", "unmask.rewards.puzzles",
+    "unmask.rewards.format"))
 
 
 class RewardArgumentError(TypeError, ValueError):
@@ -42,59 +129,33 @@ def register_reward(name: str, *, factory: bool = False,
     """
 
     def decorator(fn: Callable) -> Callable:
-        existing = _REGISTRY.get(name)
-        if existing is not None and existing[0] is not fn:
-            raise ValueError(f"reward {name!r} is already registered (by {existing[0].__module__})")
-        _REGISTRY[name] = (fn, factory)
-        _COLUMNS[name] = tuple(tuple(alternatives) for alternatives in columns)
+        REWARDS.register(name)(RegisteredReward(fn, factory, tuple(tuple(alt) for alt in columns)))
         return fn
 
     return decorator
 
 
-def _load_builtins() -> None:
-    """Import the modules that register the built-in rewards."""
-    for module in _BUILTIN_MODULES:
-        importlib.import_module(module)
-
-
 def list_rewards() -> list[str]:
     """Sorted names of all registered rewards."""
-    _load_builtins()
-    return sorted(_REGISTRY)
+    return REWARDS.names()
 
 
 def reward_columns(name: str) -> tuple[tuple[str, ...], ...]:
     """The dataset columns reward ``name`` reads (each entry: alternatives, one must be present)."""
-    _load_builtins()
-    _lookup(name)
-    return _COLUMNS.get(name, ())
+    return REWARDS.get(name).columns
 
 
 def is_factory(name: str) -> bool:
     """Whether ``name`` is a reward factory (needs or accepts keyword arguments)."""
-    _load_builtins()
-    return _lookup(name)[1]
-
-
-def _lookup(name: str) -> tuple[Callable, bool]:
-    """Registry entry for ``name``, or :class:`UnknownRewardError` naming the closest matches."""
-    try:
-        return _REGISTRY[name]
-    except (KeyError, TypeError):
-        close = difflib.get_close_matches(str(name), list(_REGISTRY), n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise UnknownRewardError(
-            f"unknown reward {name!r}{hint} (registered: {', '.join(sorted(_REGISTRY))})"
-        ) from None
+    return REWARDS.get(name).factory
 
 
 def check_reward_args(name: str, args: Mapping[str, Any]) -> None:
     """Raise :class:`RewardArgumentError` unless ``args`` fit reward ``name``: a plain reward takes none;
     a factory takes its own parameters, the required ones included. Messages name the reward, the bad
     argument and the valid ones."""
-    _load_builtins()
-    fn, factory = _lookup(name)
+    entry = REWARDS.get(name)
+    fn, factory = entry.fn, entry.factory
     if not factory:
         if args:
             raise RewardArgumentError(f"reward {name!r} takes no arguments, got {', '.join(map(str, args))}; "
@@ -107,7 +168,7 @@ def check_reward_args(name: str, args: Mapping[str, Any]) -> None:
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
         for key in args:
             if key not in names:
-                close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.5)
+                close = suggest(key, names, cutoff=0.5)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise RewardArgumentError(f"reward {name!r} has no argument {key!r}{hint}; its arguments are {valid}")
     missing = [p.name for p in named if p.default is p.empty and p.name not in args]
@@ -120,11 +181,11 @@ def get_reward(name: str, **kwargs: Any) -> RewardFn:
     """The reward registered as ``name``; a factory is called with ``kwargs`` (checked first, see
     :func:`check_reward_args`; a value it rejects raises :class:`RewardArgumentError` naming the reward)."""
     check_reward_args(name, kwargs)
-    fn, factory = _lookup(name)
-    if not factory:
-        return fn
+    entry = REWARDS.get(name)
+    if not entry.factory:
+        return entry.fn
     try:
-        return fn(**kwargs)
+        return entry.fn(**kwargs)
     except (TypeError, ValueError) as e:
         raise RewardArgumentError(f"reward {name!r}: {e}") from e
 

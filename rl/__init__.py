@@ -1,1 +1,2 @@
-"""unmask.rl — recipe/config schema, advantages, log-prob estimators, losses and the training loop."""
+"""unmask.rl — recipes and their schema, the RL and SFT trainers, ``algorithms/`` and ``training/``, the demo and
+the CLI."""

@@ -3,13 +3,19 @@
 ``unmask demo`` runs SFT → RL → eval on the bundled task (``rl.demo``); ``unmask generate`` and ``unmask smoke``
 decode with a model (``rollouts.cli``); ``unmask bench rollout``
 measures the decoding modes; ``unmask train RECIPE`` validates a recipe (``--print-config`` shows it
-resolved; it also trains); ``unmask sft RECIPE`` runs masked-diffusion SFT (``rl.sft_trainer``); ``unmask eval`` scores benchmarks and ``unmask merge`` merges LoRA (``eval.cli``);
+resolved; it also trains); ``unmask sft RECIPE`` runs masked-diffusion SFT (``rl.sft``); ``unmask eval``
+scores benchmarks and ``unmask merge`` merges LoRA (``eval.cli``);
 ``unmask score`` grades completions already written (``eval.score``).
 """
 from __future__ import annotations
 
 import argparse
 import sys
+
+from unmask.eval.cli import add_eval_parser, add_merge_parser
+from unmask.eval.score import add_score_parser
+from unmask.rollouts.cli import add_generate_parser, add_smoke_parser
+
 
 def add_recipe_parser(sub, name: str, help: str, example: str, func) -> None:
     p = sub.add_parser(name, help=help)
@@ -28,7 +34,7 @@ def add_train_parser(sub) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     """``unmask train`` and ``unmask sft``: validate the recipe, then print it (``--print-config``) or run it."""
-    from .config import load_recipe, load_sft_recipe, to_yaml
+    from .recipes import load_recipe, load_sft_recipe, to_yaml
     cfg = (load_sft_recipe if args.command == "sft" else load_recipe)(args.recipe, args.overrides)
     if args.print_config:
         print(to_yaml(cfg), end="")
@@ -36,7 +42,7 @@ def run_train(args: argparse.Namespace) -> int:
     if args.command == "train":
         from .train import run
         return run(args.recipe, args.overrides)
-    from .sft_trainer import sft
+    from .sft import sft
     metrics = sft(cfg)
     print(f"done: {cfg.training.output_dir} (last loss {metrics.get('loss', float('nan')):.4f})")
     return 0
@@ -47,12 +53,13 @@ def add_bench_parser(sub) -> None:
     p.add_argument("which", choices=["rollout"], help="what to benchmark")
     p.add_argument("--out", default="out/bench/rollout.json", help="JSON report path")
     p.add_argument("--trained", default=None,
-                   help="also measure this checkpoint, SFT-trained on the bundled addition task (a confident model), "
-                        "on held-out questions of that task")
+                   help="also measure this checkpoint (its folder or its model/), trained on the bundled addition "
+                        "task (a confident model; the recipe.yaml saved with it names the task), on held-out questions")
     p.add_argument("--trained-questions", type=int, default=16,
                    help="held-out questions the trained checkpoint is measured on (one batch; default 16)")
     p.add_argument("--train-minutes", type=float, default=None,
-                   help="first SFT-train the benchmark model on the synthetic task for this long, then measure it")
+                   help="first SFT the trained model from scratch (recipes/bench/sft.yaml: 4,000 steps, into "
+                        "bench-model/ beside --out) for at most this many minutes (sft.max_minutes), then measure it")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test of the benchmark itself)")
     p.add_argument("--shape", choices=["cpu-20m", "llada-8b"], default="cpu-20m",
@@ -67,17 +74,26 @@ def run_bench(args: argparse.Namespace) -> int:
 
     import torch
 
-    from rollouts.bench import BenchSetting, format_table, run_rollout_bench
+    from unmask.rollouts.bench import BenchSetting, format_table, run_rollout_bench
 
-    from .sft import task_pairs, train_demo_model
-    setting = BenchSetting.quick() if args.quick else BenchSetting.llada_8b() if args.shape == "llada-8b" else BenchSetting()
+    from .recipes import RECIPES_DIR, load_sft_recipe
+    from .sft import SftTrainer, task_pairs
+    setting = (BenchSetting.quick() if args.quick else BenchSetting.llada_8b() if args.shape == "llada-8b"
+               else BenchSetting())
     if setting.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("unmask bench rollout --shape llada-8b needs a CUDA GPU; none is visible")
     setting.repeats = max(1, args.repeats)
     trained = args.trained
-    if args.train_minutes:
-        trained = str(train_demo_model(Path(args.out).parent / "bench-model", size="bench",
-                                       minutes=args.train_minutes))
+    if args.train_minutes is not None:
+        if not args.train_minutes > 0:
+            raise ValueError(f"--train-minutes must be > 0, got {args.train_minutes:g}; give the SFT's wall-time bound")
+        cfg = load_sft_recipe(RECIPES_DIR / "bench" / "sft.yaml", [
+            f"training.output_dir={Path(args.out).parent / 'bench-model'}", f"sft.max_minutes={args.train_minutes}"])
+        trainer = SftTrainer(cfg)
+        trainer.setup().train()
+        trained = str(trainer.last_checkpoint / "model")
+    elif trained and (Path(trained) / "model").is_dir():
+        trained = str(Path(trained) / "model")  # a checkpoint folder: its model
     task = task_pairs(trained, args.trained_questions, setting.completion_length) if trained else None
     report = run_rollout_bench(Path(args.out), trained=trained, setting=setting, threads=args.threads, task=task)
     print(format_table(report))
@@ -89,7 +105,8 @@ def add_demo_parser(sub) -> None:
     p = sub.add_parser("demo", help="the main job on a CPU: SFT a tiny LLaDA, RL it (recipes/demo/rl.yaml), evaluate")
     p.add_argument("overrides", nargs="*", help="overrides of recipes/demo/rl.yaml, e.g. algorithm.name=gdpo")
     p.add_argument("--out", default="out/demo", help="output folder (default out/demo); must not hold an RL run")
-    p.add_argument("--sft-steps", type=int, default=5000, help="SFT steps before RL (default 5000, ~4.5 min on 2 cores)")
+    p.add_argument("--sft-steps", type=int, default=5000,
+                   help="SFT steps before RL (default 5000, ~4.5 min on 2 cores)")
     p.add_argument("--seed", type=int, default=0, help="seed of the model, data order and sampling")
     p.add_argument("--sft-model", default=None, metavar="DIR",
                    help="skip SFT and start RL from this SFT'd model (e.g. out/demo/sft, or tests/fixtures/demo-sft: "
@@ -104,7 +121,6 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from rollouts.cli import add_generate_parser, add_smoke_parser
     parser = argparse.ArgumentParser(prog="unmask", description="RL post-training for masked diffusion LMs.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_train_parser(sub)
@@ -112,8 +128,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_generate_parser(sub)
     add_demo_parser(sub)
     add_smoke_parser(sub)
-    from eval.cli import add_eval_parser, add_merge_parser
-    from eval.score import add_score_parser
     add_eval_parser(sub)
     add_score_parser(sub)
     add_merge_parser(sub)

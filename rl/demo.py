@@ -1,17 +1,18 @@
 """``unmask demo``: the main job on a laptop CPU — SFT a tiny LLaDA from scratch, then RL, then eval.
 
     1. SFT   ``recipes/demo/sft.yaml`` through ``unmask sft``'s trainer: a random 0.43M-parameter LLaDA
-             (written to ``out/init``) on the bundled 2-digit addition task, LLaDA's masked-diffusion
+             (written to ``out/sft-run/init``) on the bundled 2-digit addition task, LLaDA's masked-diffusion
              loss with 1/t weighting, for ``--sft-steps`` steps; the model lands in ``out/sft``
              (``--sft-model DIR`` skips this stage and starts RL from a model SFT'd before, such as the
              checked-in ``tests/fixtures/demo-sft``, which is the same on every machine);
     2. RL    ``recipes/demo/rl.yaml`` (diffu-GRPO; any method by override) through the normal trainer,
              rewarded by exact answer match, evaluated greedily on held-out questions every few steps;
-    3. eval  held-out exact-match accuracy of the random, the SFT'd and the RL'd model, with the same
-             200 held-out questions and the same greedy sampler as the trainer's evaluations.
+    3. eval  held-out accuracy of the random, the SFT'd and the RL'd model, with the same 200 held-out
+             questions, greedy sampler and grader as the trainer's evaluations: ``answer_tag_exact``, the
+             reward the RL stage trains on (``rl.sft.task_scores``).
 
-Writes ``summary.json``, ``summary.md`` and ``curve.png`` (training reward and held-out accuracy
-against RL steps) to the output folder.
+Writes ``summary.json``, ``summary.md``, ``curve.csv`` and, with matplotlib (``unmask[plot]``), ``curve.png``
+(training reward and held-out accuracy against RL steps; ``rl/curves.py``) to the output folder.
 """
 from __future__ import annotations
 
@@ -23,14 +24,13 @@ from typing import Callable, Sequence
 
 import torch
 
-from rollouts.tiny import make_tiny
+from unmask.tasks.synthetic import SyntheticExample
 
-from .config import load_recipe, load_sft_recipe
-from .sft import SIZES, held_out_accuracy
-from .sft_trainer import SftTrainer
-from .synthetic import SyntheticExample
+from .curves import write_curves
+from .recipes import RECIPES_DIR, load_recipe, load_sft_recipe
+from .sft import SftTrainer, held_out_accuracy, random_init
 
-RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "demo" / "rl.yaml"
+RECIPE = RECIPES_DIR / "demo" / "rl.yaml"
 SFT_RECIPE = RECIPE.with_name("sft.yaml")
 
 
@@ -52,19 +52,17 @@ def run_demo(out: str | Path = "out/demo", overrides: Sequence[str] = (), sft_st
                                f"training.seed={seed}", *overrides])
     if rl_dir.exists() and any(rl_dir.iterdir()):
         raise ValueError(f"{rl_dir} already holds a run; pass another --out (or delete it) so the demo starts fresh")
-    size = SIZES["demo"]
-    if cfg.rollout.max_completion_length != size.completion_length:
-        raise ValueError(f"rollout.max_completion_length must be {size.completion_length} (the SFT stage's)")
-    # every accuracy decodes as the trainer's evaluations do: the recipe's sampler at temperature 0
-    decode = dict(completion_length=size.completion_length, config=cfg.rollout.sampler().greedy())
+    sft_cfg = load_sft_recipe(SFT_RECIPE, [f"training.seed={seed}", f"training.output_dir={out / 'sft-run'}",
+                                           f"training.max_steps={sft_steps}", f"training.save_steps={sft_steps}"])
+    length = sft_cfg.sft.completion_length
+    if cfg.rollout.max_completion_length != length:
+        raise ValueError(f"rollout.max_completion_length must be {length} (the SFT stage's)")
+    # every accuracy decodes and grades as the trainer's evaluations do: the recipe's sampler at temperature 0
+    decode = dict(completion_length=length, config=cfg.rollout.sampler().greedy())
     start = time.perf_counter()
 
     if sft_model is None:
         log(f"[1/3] SFT: {sft_steps} steps from a random model ({SFT_RECIPE.relative_to(RECIPE.parents[2])})")
-        make_tiny("llada", seed=seed, chat_template="raw", **size.model).save_pretrained(out / "init")
-        sft_cfg = load_sft_recipe(SFT_RECIPE, [
-            f"model.name_or_path={out / 'init'}", f"training.seed={seed}", f"training.output_dir={out / 'sft-run'}",
-            f"training.max_steps={sft_steps}", f"training.save_steps={sft_steps}"])
         SftTrainer(sft_cfg, log=lambda line: log("  " + line)).setup().train()
         shutil.copytree(out / "sft-run" / f"checkpoint-{sft_steps}" / "model", sft_dir, dirs_exist_ok=True)
     else:
@@ -77,9 +75,8 @@ def run_demo(out: str | Path = "out/demo", overrides: Sequence[str] = (), sft_st
     from .trainer import Trainer  # after SFT: with model.use_peft its preflight reads the checkpoint's config
     trainer = Trainer(cfg, log=lambda line: log("  " + line))
     examples = [SyntheticExample(r["question"], r["completion"], r["answer"]) for r in trainer.eval_rows]
-    from rollouts.adapter import load_model
-    acc_random = held_out_accuracy(make_tiny("llada", seed=seed, chat_template="raw", **size.model), examples,
-                                   **decode)
+    from unmask.rollouts.adapter import load_model
+    acc_random = held_out_accuracy(random_init(sft_cfg), examples, **decode)
     acc_sft = held_out_accuracy(load_model(sft_dir, device="cpu"), examples, **decode)
     sft_seconds = time.perf_counter() - start
     log(f"  held-out accuracy ({len(examples)} questions): random init {acc_random:.3f}, after SFT {acc_sft:.3f}; "
@@ -105,19 +102,10 @@ def run_demo(out: str | Path = "out/demo", overrides: Sequence[str] = (), sft_st
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "summary.md").write_text(summary_markdown(summary))
-    plot_curves(out / "curve.png", summary)
+    curves = write_curves(out, summary, log)
     log(summary_markdown(summary))
-    log(f"written to {out}/summary.md, summary.json and curve.png")
+    log(f"written to {out}/summary.md, summary.json, " + " and ".join(path.name for path in curves))
     return summary
-
-
-def plot_curves(path: Path, summary: dict) -> None:
-    """The demo's PNG: training reward and held-out accuracy against RL steps."""
-    from .plot import line_chart_png
-    line_chart_png(path, {"train reward (batch mean)": summary["reward_curve"],
-                          "held-out accuracy": summary["accuracy_curve"]},
-                   title=f"unmask demo: {summary['algorithm']} on 2-digit addition", x_label="RL step",
-                   y_label="reward / accuracy", y_range=(0.0, 1.0))
 
 
 def summary_markdown(s: dict) -> str:

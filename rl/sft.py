@@ -1,86 +1,68 @@
-"""Masked-diffusion SFT (LLaDA's recipe): the loss every SFT run uses (``sft_loss``, also behind
-``unmask sft``, ``rl/sft_trainer.py``), and a time-bounded helper that trains a small from-scratch LLaDA on
-the bundled addition task (``train_demo_model``) to get a *trained, confident* model in minutes on a
-CPU for ``unmask bench rollout --train-minutes`` (threshold decoding and early commit only pay off on
-such a model). The demo's own SFT stage is the recipe ``recipes/demo/sft.yaml``.
+"""Masked-diffusion SFT (LLaDA's recipe), unmask's one SFT path: the loss (``sft_loss``) and the trainer behind
+``unmask sft RECIPE`` (``SftTrainer``), which also runs the demo's SFT stage (``recipes/demo/sft.yaml``) and
+trains the model ``unmask bench rollout --train-minutes M`` measures (``recipes/bench/sft.yaml``).
 
-Loss (LLaDA SFT; the masked-diffusion ELBO of ``likelihood-methods.md``): the prompt stays clean;
-the completion, padded with EOS to a fixed length L (the padding is part of the target, so the
-model learns where to stop), has each token replaced by the mask id independently with probability
-t ~ U(eps, 1), one t per row; the loss is the cross-entropy on the masked positions weighted by
-1/t, summed over the row, divided by L and averaged over rows:
+Loss (the LLaDA paper's SFT objective, a masked-diffusion ELBO): the prompt stays clean; the
+completion, cut or padded with EOS to a fixed length L (the padding is part of the target, so the model
+learns where to stop), has each token replaced by the mask id independently with probability
+t ~ U(eps, 1), one t per row; the loss is the cross-entropy on the masked positions weighted by 1/t,
+summed over the row, divided by L and averaged over rows:
 
     loss = mean_b  (1/L) Σ_i 1[masked_bi] · CE(logits_bi, y_bi) / t_b
 
-Prompts: the user message rendered with the model's chat template — here the byte tokenizer's "raw"
-template (the text only, ``"47+85="``), so every prompt has the same length — tokenised without
-special tokens and left-padded with EOS. This is exactly what ``RolloutEngine`` (``chat=True``, the
-default) and ``adapter.encode`` produce, and the tokenizer (with its template) is saved with the
-checkpoint, so ``load_model(path)`` reproduces it (``tokenizer="bytes"`` would bring the "roles"
-template back: leave it unset).
+Prompts: the row rendered by the recipe's prompt template and the model's chat template, tokenised
+without special tokens and left-padded, exactly as ``RolloutEngine`` and ``adapter.encode`` do. A
+from-scratch model (``sft.init_model``) gets the byte tokenizer's "raw" template (the text only,
+``"47+85="``), saved with every checkpoint, so ``load_model(path)`` reproduces it.
 
-Sizes (``make_tiny("llada")``, byte tokenizer, vocab 512, mask 500, eos 501; AdamW, betas (0.9,
-0.95), weight decay 0.1, linear warm-up then constant lr, gradient clipping at 1; the task is
-``rl.synthetic`` with 2-digit operands):
+Trainer:
 
-| size  | d_model × layers, mlp | params | completion L | batch | lr    |
-|-------|-----------------------|--------|--------------|-------|-------|
-| tiny  | 32 × 2, 88            | 58K    | 40           | 8     | 3e-3  |
-| demo  | 96 × 3, 256           | 0.43M  | 40           | 32    | 4e-3  |
-| bench | 96 × 3, 256            | 0.43M  | 128 (= bench's) | 32 | 4e-3  |
+    preflight (no weights): recipe checks, dataset columns (template + completion column), the random
+            starting model of ``sft.init_model`` (written to ``training.output_dir/init``), LoRA targets
+    setup:  model (+ LoRA) → AdamW, LR schedule → resume
+    loop:   rows (resumable order) → (prompt, completion cut or EOS-padded to L) → sft_loss over the
+            micro-batches → clip, step → log → held-out loss → save; it stops at ``training.max_steps``
+            or after ``sft.max_minutes`` of wall time, saving a checkpoint where it stops
 
-("bench" is the demo model at the rollout benchmark's completion length: the 19.5M shape of
-``BenchSetting`` reached 0% held-out accuracy after 5 CPU minutes; this one 36% after 4,000 steps.)
-
-Deterministic given ``seed``: weights from ``make_tiny(seed)``, step s's batch from
-``make_addition_dataset(seed=seed * 1_000_003 + s)``, masks from one seeded generator, and a
-constant lr after warm-up, so a run stopped by ``minutes`` is a prefix of the ``steps`` run.
-
-Measured on 2 CPU cores (torch on 2 threads, machine otherwise idle), held-out exact-match accuracy
-of greedy decoding of the demo size: it first learns to copy the operands perfectly, then, after a
-plateau whose length depends on the seed, the one-column sums. 200 questions: seed 0 63% at step
-2,500; seed 1 3.5% at 2,500 and 20.5% at 5,000; seed 2 67% at 5,000 (5,000 steps take ~4.5 min).
+Deterministic given ``training.seed``: a from-scratch model's weights, the row order, and the masks of
+optimizer step s, micro-batch m (a generator seeded by (seed, s, m)); so under a constant LR after the
+warm-up, a run stopped by ``sft.max_minutes`` is a prefix of the ``max_steps`` run. Checkpoints hold the
+model, optimizer, schedule, RNG states, the row order's position and the resolved recipe
+(``rl/training/checkpoint.py``), so a resumed run continues exactly. Simplifications: one process (no
+DeepSpeed); evaluation is the SFT loss on held-out rows with fixed masks — ``held_out_accuracy`` scores
+the bundled task with the demo's RL reward, ``unmask eval`` a benchmark.
 """
 from __future__ import annotations
 
-import json
+import inspect
+import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
-from rollouts.adapter import ModelAdapter
-from rollouts.engine import RolloutEngine
-from rollouts.sampler_config import SamplerConfig
-from rollouts.tiny import make_tiny
+from unmask.rewards import answer_tag_exact
+from unmask.rewards.registry import suggest
+from unmask.rl.training import checkpoint as ckpt
+from unmask.rl.training.distributed import SingleProcess
+from unmask.rl.training.logger import MetricsLogger
+from unmask.rl.training.optim import make_optimizer, make_schedule
+from unmask.rl.training.policy import build_policy, check_4bit, check_lora_targets
+from unmask.rollouts.adapter import ModelAdapter
+from unmask.rollouts.engine import RolloutEngine
+from unmask.rollouts.sampler_config import SamplerConfig
+from unmask.rollouts.tiny import TINY_CONFIGS, make_tiny
+from unmask.tasks import TEMPLATES, PromptOrder, load_checked_rows
+from unmask.tasks.synthetic import SyntheticExample, completion_bytes, make_addition_dataset
 
-from .synthetic import SyntheticExample, check_answer, completion_bytes, make_addition_dataset
+from .config import SftRecipeConfig
+from .recipes import read_yaml, to_dict, to_yaml
+from .trainer import seed_everything
 
 EPS = 1e-3  # t ~ U(EPS, 1), as LLaDA's forward_process
-
-
-@dataclass(frozen=True)
-class SftSize:
-    model: dict = field(default_factory=dict)  # make_tiny("llada", **model)
-    completion_length: int = 40
-    width: int = 2  # operand digits of the task
-    batch_size: int = 32
-    lr: float = 2e-3
-    warmup: int = 50
-    eval_every: int | None = None  # steps between held-out evaluations (always one at the end)
-    eval_examples: int = 64  # held-out questions per evaluation
-
-
-SIZES = {
-    "tiny": SftSize(dict(d_model=32, n_layers=2, n_heads=4, mlp_hidden_size=88), batch_size=8, lr=3e-3, warmup=5,
-                    eval_examples=8),
-    "demo": SftSize(dict(d_model=96, n_layers=3, n_heads=4, mlp_hidden_size=256), batch_size=32, lr=4e-3, warmup=20,
-                    eval_every=500),
-}
-SIZES["bench"] = replace(SIZES["demo"], completion_length=128)  # the demo model at the rollout bench's length
 
 
 def encode_pairs(adapter: ModelAdapter, prompts: Sequence, completions: Sequence[str], completion_length: int,
@@ -126,23 +108,37 @@ def sft_loss(adapter: ModelAdapter, prompt_ids: torch.Tensor, prompt_mask: torch
 
 
 def task_pairs(checkpoint: str | Path, n: int, completion_length: int, seed: int = 0) -> list[tuple[str, str]]:
-    """``n`` held-out (prompt, gold completion) pairs of the task a :func:`train_demo_model` checkpoint
-    learnt (operand width from its ``sft.json``)."""
-    info = Path(checkpoint) / "sft.json"
-    if not info.is_file():
-        raise FileNotFoundError(f"{info} not found: the trained model must come from train_demo_model "
-                                f"(unmask bench rollout --train-minutes M), which records its task there")
-    width = json.loads(info.read_text()).get("width", 2)
+    """``n`` held-out (prompt, gold completion) pairs of the bundled addition task that ``checkpoint`` (a
+    checkpoint folder or its ``model/``) learnt, the operand width read from the recipe saved with it."""
+    path = Path(checkpoint)
+    recipe = next((p / "recipe.yaml" for p in (path, path.parent) if (p / "recipe.yaml").is_file()), None)
+    if recipe is None:
+        raise FileNotFoundError(f"no recipe.yaml in {path} or {path.parent}, so the task {path} learnt is unknown: "
+                                f"give the model of a checkpoint written by unmask sft or unmask train (unmask bench "
+                                f"rollout --train-minutes M trains one from recipes/bench/sft.yaml)")
+    data = (read_yaml(recipe) or {}).get("data") or {}
+    if data.get("dataset") != "synthetic_addition":
+        raise ValueError(f"{recipe}: the model learnt data.dataset {data.get('dataset')!r}, not the bundled addition "
+                         f"task synthetic_addition; give a checkpoint trained on it (unmask bench rollout "
+                         f"--train-minutes M trains one)")
+    width = int(data.get("dataset_config") or 2)
     if completion_bytes(width) > completion_length:
         raise ValueError(f"{checkpoint} learnt {width}-digit addition, whose completions ({completion_bytes(width)} "
                          f"tokens) do not fit completion length {completion_length}")
     return [(ex.prompt, ex.completion) for ex in make_addition_dataset(n, seed=seed, width=width, split="held_out")]
 
 
+def task_scores(examples: Sequence[SyntheticExample], texts: Sequence[str]) -> list[float]:
+    """1/0 per completion, graded by ``answer_tag_exact`` — the reward the demo's RL stage trains on
+    (``recipes/demo/rl.yaml``): the last well-formed ``<answer>N</answer>`` must hold the gold sum."""
+    scores = answer_tag_exact([ex.prompt for ex in examples], list(texts), answer=[ex.answer for ex in examples])
+    return [float(s or 0.0) for s in scores]
+
+
 @torch.no_grad()
 def held_out_accuracy(adapter: ModelAdapter, examples: Sequence[SyntheticExample], completion_length: int,
                       steps: int | None = None, batch_size: int = 32, config: SamplerConfig | None = None) -> float:
-    """Exact-match accuracy of greedy low-confidence decoding (blocks of 32 when L is a multiple of 32,
+    """Mean :func:`task_scores` of greedy low-confidence decoding (blocks of 32 when L is a multiple of 32,
     else one block; L/2 steps unless ``steps``), or of ``config`` when given."""
     config = config or SamplerConfig(
         max_completion_length=completion_length, diffusion_steps=steps or completion_length // 2,
@@ -153,67 +149,142 @@ def held_out_accuracy(adapter: ModelAdapter, examples: Sequence[SyntheticExample
     traj = RolloutEngine(adapter, config, batch_size=batch_size).rollout([ex.prompt for ex in examples])
     adapter.model.train(was_training)
     texts = [adapter.decode_completion(row) for row in traj.completion_ids]
-    return sum(check_answer(text, ex.answer) for text, ex in zip(texts, examples)) / max(len(examples), 1)
+    return sum(task_scores(examples, texts)) / max(len(examples), 1)
 
 
-def train_demo_model(out_dir: str | Path, size: str = "bench", minutes: float | None = None,
-                     steps: int | None = None, seed: int = 0, lr: float | None = None,
-                     batch_size: int | None = None, eval_every: int | None = None, eval_examples: int | None = None,
-                     log_every: int = 10, log: Callable[[str], None] | None = None) -> Path:
-    """SFT a ``size`` model ("tiny", "demo", "bench") on addition until ``minutes`` of wall time or
-    ``steps`` steps (whichever comes first), save it to ``out_dir`` and return that path.
+def random_init(cfg: SftRecipeConfig) -> ModelAdapter:
+    """The from-scratch starting model of ``sft.init_model``: a random LLaDA of that shape, seeded by
+    ``training.seed``, with the byte tokenizer's "raw" chat template."""
+    shape = dict(cfg.sft.init_model or {})
+    valid = list(inspect.signature(TINY_CONFIGS["llada"]).parameters)
+    for key in shape:
+        if key not in valid:
+            close = "".join(f" (did you mean {c!r}?)" for c in suggest(key, valid))
+            raise ValueError(f"sft.init_model has an unknown key {key!r}{close}; a random LLaDA's shape takes {valid}")
+    return make_tiny("llada", seed=cfg.training.seed, chat_template="raw", **shape)
 
-    The directory holds config.json, model.safetensors, the byte tokenizer (with its chat template)
-    and ``sft.json`` (settings, steps run, final loss and held-out accuracy).
-    """
-    if size not in SIZES:
-        raise ValueError(f"unknown size {size!r}; choose one of {sorted(SIZES)}")
-    if minutes is None and steps is None:
-        raise ValueError("give minutes= or steps= (or both) to bound the training")
-    log = log or (lambda line: print(line, flush=True))
-    s = SIZES[size]
-    lr, batch_size = lr or s.lr, batch_size or s.batch_size
-    eval_every = eval_every if eval_every is not None else s.eval_every
-    adapter = make_tiny("llada", seed=seed, chat_template="raw", **s.model)
-    model = adapter.model
-    n_params = model.num_parameters()
-    held_out = make_addition_dataset(eval_examples or s.eval_examples, seed=seed, width=s.width, split="held_out")
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
-    gen = torch.Generator().manual_seed(seed)
-    bounds = ([f"{minutes:g} min"] if minutes is not None else []) + ([f"{steps} steps"] if steps is not None else [])
-    log(f"SFT {size}: {n_params / 1e6:.2f}M params, completion length {s.completion_length}, batch {batch_size}, "
-        f"lr {lr:g}, until {' or '.join(bounds)}")
 
-    def accuracy() -> float:
-        return held_out_accuracy(adapter, held_out, s.completion_length)
+class SftTrainer:
+    def __init__(self, cfg: SftRecipeConfig, log=print):
+        """Preflight: what can be wrong with the recipe or its data fails here, before weights load."""
+        self.cfg, self.log, self.last_checkpoint = cfg, log, None
+        self.template = TEMPLATES.get(cfg.data.prompt_template, "data.prompt_template")
+        check_4bit(cfg.model, cfg.training)  # QLoRA SFT: a 4-bit base under LoRA, on one GPU
+        d = cfg.data
+        self.rows = self._checked_rows("data.dataset", d.dataset, d.dataset_config, d.split, d.data_files, None)
+        self.eval_rows = None
+        if d.eval_dataset is not None or d.eval_data_files is not None:
+            self.eval_rows = self._checked_rows("data.eval_dataset", d.eval_dataset or "json", d.eval_dataset_config,
+                                                d.eval_split, d.eval_data_files, d.eval_limit)
+        if cfg.sft.init_model is not None:  # from scratch: write the random starting model, then train that
+            init = random_init(cfg).save_pretrained(Path(cfg.training.output_dir) / "init")
+            self.cfg = cfg = replace(cfg, model=replace(cfg.model, name_or_path=str(init)))
+        self.lora_targets = check_lora_targets(cfg.model)  # the checkpoint exists; LoRA targets match its layers
+        t = cfg.training
+        rows_per_step = t.per_device_train_batch_size * t.gradient_accumulation_steps
+        self.max_steps = t.max_steps or math.ceil(t.num_train_epochs * len(self.rows) / rows_per_step)
 
-    start, step, recent, acc, acc_step = time.perf_counter(), 0, [], None, -1
-    model.train()
-    while (steps is None or step < steps) and (minutes is None or time.perf_counter() - start < 60 * minutes):
-        batch = make_addition_dataset(batch_size, seed=seed * 1_000_003 + step, width=s.width)
-        for group in opt.param_groups:
-            group["lr"] = lr * min(1.0, (step + 1) / s.warmup)
-        loss = sft_loss(adapter, *encode_examples(adapter, batch, s.completion_length), generator=gen)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        step += 1
-        recent = (recent + [loss.item()])[-log_every:]
-        if step % log_every == 0:
-            log(f"step {step:5d}  loss {sum(recent) / len(recent):.4f}  {time.perf_counter() - start:6.0f}s")
-        if eval_every and step % eval_every == 0:
-            acc, acc_step = accuracy(), step
-            log(f"step {step:5d}  held-out accuracy {acc:.3f} ({len(held_out)} questions)")
-    model.eval()
-    if acc_step != step:
-        acc = accuracy()
-    final_loss = sum(recent) / len(recent) if recent else float("nan")
-    log(f"SFT done: {step} steps in {time.perf_counter() - start:.0f}s, loss {final_loss:.4f}, "
-        f"held-out accuracy {acc:.3f} ({len(held_out)} questions)")
-    out = adapter.save_pretrained(out_dir)
-    summary = {"size": size, "params": n_params, "steps": step, "seed": seed, "lr": lr, "batch_size": batch_size,
-               "completion_length": s.completion_length, "width": s.width, "final_loss": final_loss,
-               "held_out_accuracy": acc, "held_out_questions": len(held_out), "prompt_format": "raw chat template"}
-    (Path(out) / "sft.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return Path(out)
+    def _checked_rows(self, field: str, dataset, config, split, files, limit) -> list[dict]:
+        return load_checked_rows(field, dataset, config, split, files, limit, self.cfg.training.seed,
+                                 self.template.columns + ((self.cfg.sft.completion_column,),),
+                                 f"prompt template {self.template.name!r} or sft.completion_column",
+                                 "set sft.completion_column / data.prompt_template to match")
+
+    def setup(self) -> "SftTrainer":
+        cfg, t = self.cfg, self.cfg.training
+        seed_everything(t.seed)
+        self.policy = build_policy(cfg.model, t, 0.0, self.lora_targets, self.log)
+        self.adapter = self.policy.adapter
+        self.backend = SingleProcess()
+        optimizer = make_optimizer(self.policy.trainable, t)
+        self.backend.wrap(self.adapter.model, optimizer, make_schedule(optimizer, t, self.max_steps), t, t.bf16)
+        self.order = PromptOrder(len(self.rows), t.seed)
+        self.global_step, run_id = 0, None
+        resume = ckpt.resolve_resume(t.resume_from, t.output_dir)
+        if resume is not None:
+            self.log(f"resuming from {resume}")
+            state = ckpt.load_trainer_state(resume)
+            self.backend.load_training_state(resume, self.policy)
+            ckpt.set_rng_state(ckpt.load_rng_state(resume))
+            self.global_step, run_id = state["global_step"], state["run_id"]
+            self.order.load_state_dict(state["order"])
+        self.logger = MetricsLogger(t.output_dir, cfg.logging.report_to, project=cfg.logging.project,
+                                    run_name=cfg.logging.run_name, config=to_dict(cfg), run_id=run_id,
+                                    resume_step=self.global_step if resume is not None else None,
+                                    max_steps=self.max_steps, log=self.log)
+        return self
+
+    def _tensors(self, rows: list[dict]):
+        s = self.cfg.sft
+        prompts = [self.template.render(r, self.cfg.data.system_prompt) for r in rows]
+        return encode_pairs(self.adapter, prompts, [str(r[s.completion_column]) for r in rows], s.completion_length,
+                            max_prompt_length=self.cfg.data.max_prompt_length)
+
+    def _generator(self, *key: int) -> torch.Generator:
+        return torch.Generator(self.adapter.device).manual_seed(hash((self.cfg.training.seed, *key)) % 2 ** 63)
+
+    def train(self) -> dict[str, float]:
+        """Train until ``training.max_steps`` or ``sft.max_minutes`` (checked after each step), saving a
+        checkpoint every ``training.save_steps`` and where it stops; return the last step's metrics."""
+        t, model, last = self.cfg.training, self.adapter.model, {}
+        minutes, began = self.cfg.sft.max_minutes, time.perf_counter()
+        while self.global_step < self.max_steps:
+            model.train()
+            start, total, tokens = time.perf_counter(), 0.0, 0
+            for m in range(t.gradient_accumulation_steps):
+                rows = [self.rows[i] for i in self.order.take(t.per_device_train_batch_size)]
+                tensors = self._tensors(rows)
+                with self.backend.autocast(self.adapter.device, t.bf16):
+                    loss = sft_loss(self.adapter, *tensors, generator=self._generator(self.global_step, m),
+                                    eps=self.cfg.sft.mask_eps) / t.gradient_accumulation_steps
+                self.backend.backward(loss)
+                total += float(loss.detach())
+                tokens += tensors[2].numel()
+            lr = self.backend.scheduler.get_last_lr()[0]
+            self.backend.step()
+            self.global_step += 1
+            last = {"loss": total, "lr": lr, "epoch": self.order.epochs_done,
+                    "tokens_per_second": tokens / (time.perf_counter() - start)}
+            if self.eval_rows is not None and t.eval_steps and self.global_step % t.eval_steps == 0:
+                last["eval/loss"] = self.evaluate()
+            timed_out = minutes is not None and time.perf_counter() - began >= 60 * minutes
+            final = timed_out or self.global_step == self.max_steps
+            if self.global_step % self.cfg.logging.logging_steps == 0 or final:
+                self.logger.metrics(self.global_step, last)
+            if self.global_step % t.save_steps == 0 or final:
+                self.save()
+            if timed_out:
+                self.log(f"stopped after step {self.global_step} of {self.max_steps}: sft.max_minutes ({minutes:g}) "
+                         f"reached; saved {self.last_checkpoint}")
+                break
+        self.logger.close()
+        return last
+
+    @torch.no_grad()
+    def evaluate(self) -> float:
+        """Mean SFT loss over the held-out rows, with the same masks at every evaluation."""
+        model, size = self.adapter.model, self.cfg.training.per_device_train_batch_size
+        model.eval()
+        losses = []
+        for b in range(0, len(self.eval_rows), size):
+            rows = self.eval_rows[b: b + size]
+            loss = sft_loss(self.adapter, *self._tensors(rows), generator=self._generator(-1, b),
+                            eps=self.cfg.sft.mask_eps)
+            losses.append(float(loss) * len(rows))
+        model.train()
+        return sum(losses) / len(self.eval_rows)
+
+    def save(self) -> Path:
+        t = self.cfg.training
+        tmp = ckpt.begin(t.output_dir, self.global_step)
+        self.policy.save(tmp / "model")
+        self.backend.save_training_state(tmp)
+        ckpt.save_rng(tmp)
+        state = {"global_step": self.global_step, "order": self.order.state_dict(), "run_id": self.logger.run_id}
+        self.last_checkpoint = ckpt.commit(tmp, trainer_state=state, recipe_yaml=to_yaml(self.cfg))
+        ckpt.prune(t.output_dir, t.save_total_limit, {self.last_checkpoint})
+        return self.last_checkpoint
+
+
+def sft(cfg: SftRecipeConfig, log=print) -> dict[str, float]:
+    return SftTrainer(cfg, log).setup().train()

@@ -21,19 +21,21 @@ from pathlib import Path
 
 import torch
 
-from rewards import build_rewards, reward_columns, weighted_rewards
-from rollouts.engine import RolloutEngine
-from rollouts.sampling import first_eos_mask
+from unmask.eval.runner import engine_generator, run_benchmark
+from unmask.rewards import build_rewards, reward_columns, weighted_rewards
+from unmask.rl.training import checkpoint as ckpt
+from unmask.rl.training.distributed import make_backend
+from unmask.rl.training.logger import MetricsLogger
+from unmask.rl.training.loop import RLStep, Scores, reward_means
+from unmask.rl.training.optim import make_optimizer, make_schedule
+from unmask.rl.training.policy import build_policy, check_4bit, check_lora_targets
+from unmask.rl.training.update import PolicyUpdate
+from unmask.rollouts.engine import RolloutEngine
+from unmask.rollouts.sampling import first_eos_mask
+from unmask.tasks import BENCHMARKS, TEMPLATES, PromptOrder, load_checked_rows
 
-from . import checkpoint as ckpt
-from .config import RecipeConfig, to_dict, to_yaml
-from .data import TEMPLATES, PromptOrder, load_checked_rows
-from .distributed import make_backend
-from .logger import MetricsLogger
-from .loop import RLStep, Scores, reward_means
-from .optim import make_optimizer, make_schedule
-from .policy import build_policy, check_4bit, check_lora_targets
-from .update import PolicyUpdate
+from .config import RecipeConfig
+from .recipes import to_dict, to_yaml
 
 RESERVED = ("prompts", "completions", "completion_ids", "trainer_state")  # reward arguments, not dataset columns
 
@@ -55,7 +57,6 @@ class Trainer:
         self.rows = self._checked_rows("data.dataset", d.dataset, d.dataset_config, d.split, d.data_files, None)
         self.eval_rows, self.benchmark = None, None
         if d.eval_benchmark is not None:
-            from eval.benchmarks import BENCHMARKS
             self.benchmark = BENCHMARKS.get(d.eval_benchmark, "data.eval_benchmark")
             self.eval_rows = self.benchmark.load(d.eval_data_files, d.eval_limit)
         elif d.eval_dataset is not None or d.eval_data_files is not None:
@@ -194,7 +195,6 @@ class Trainer:
         self.policy.adapter.model.eval()
         if self.benchmark is not None:
             return self._after_eval(self._evaluate_benchmark(rows))
-        from eval.runner import engine_generator
         with torch.no_grad(), self.backend.full_parameters():  # every rank decodes (ZeRO-3 collectives)
             gens = engine_generator(self.eval_engine)(
                 [self.template.render(r, self.cfg.data.system_prompt) for r in rows], 1, 0)
@@ -206,7 +206,6 @@ class Trainer:
         return self._after_eval(value)
 
     def _evaluate_benchmark(self, rows: list[dict]) -> float:
-        from eval.runner import engine_generator, run_benchmark
         with torch.no_grad(), self.backend.full_parameters():
             summary = run_benchmark(
                 self.benchmark, rows, engine_generator(self.eval_engine),

@@ -194,7 +194,8 @@ class ModelAdapter:
         return out
 
 
-def left_pad(rows: Sequence[Sequence[int]], pad_id: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+def left_pad(rows: Sequence[Sequence[int]], pad_id: int,
+             device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """Left-pad variable-length id lists into (ids, attention_mask) tensors."""
     if not rows or any(len(r) == 0 for r in rows):
         raise ValueError("every prompt must have at least one token")

@@ -18,7 +18,6 @@ from .adapter import load_model
 from .sampler_config import SamplerConfig
 from .sampling import generate, sample
 
-
 CLI_DEFAULTS = {"max_completion_length": 64, "diffusion_steps": 64}  # small enough for a CPU try-out
 
 

@@ -132,7 +132,8 @@ class _Recorder:
     def __init__(self, batch: int, length: int, device, cfg: SamplerConfig):
         self.commit_step = torch.full((batch, length), NOT_COMMITTED, dtype=torch.long, device=device)
         self.logp = torch.zeros(batch, length, device=device)
-        self.commit_rank = torch.full((batch, length), -1, dtype=torch.long, device=device) if cfg.record_order else None
+        self.commit_rank = (torch.full((batch, length), -1, dtype=torch.long, device=device) if cfg.record_order
+                            else None)
         self.events: list[torch.Tensor] = []
         self.predictions: list[tuple[int, int, torch.Tensor, torch.Tensor]] = []
         self.finished_at = torch.full((batch,), -1, dtype=torch.long, device=device)

@@ -50,5 +50,6 @@ def make_tiny(family: str = "llada", seed: int = 0, chat_template: str = "roles"
     model.eval()
     ids = TokenIds.from_config(cfg, f"tiny {family} config")
     # the byte tokenizer needs ids 0-255 for bytes; toy vocabularies (e.g. 5 tokens) go without one
-    tokenizer = byte_tokenizer(ids.mask, ids.eos, ids.bos, CHAT_TEMPLATES[chat_template]) if min(ids.mask, ids.eos) >= 256 else None
+    tokenizer = (byte_tokenizer(ids.mask, ids.eos, ids.bos, CHAT_TEMPLATES[chat_template])
+                 if min(ids.mask, ids.eos) >= 256 else None)
     return ModelAdapter(model, FAMILIES[family], ids, tokenizer=tokenizer)

@@ -28,7 +28,8 @@ class TokenizerError(ValueError):
 
 def _byte_to_unicode() -> dict[int, str]:
     """The reversible byte → printable-character map used by byte-level BPE pre-tokenizers."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    keep = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+            + list(range(ord("®"), ord("ÿ") + 1)))
     chars, extra = {}, 0
     for b in range(256):
         if b in keep:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from rl.cli import main
 from tests.paths import FIXTURES, LLADA_TINY
+from unmask.rl.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -46,7 +46,8 @@ def test_generate_with_prompt_ids_is_exactly_the_golden_sampler(capsys):
     (["generate", "--model", "nowhere/at-all-x", "--prompt", "x"], "could not fetch 'nowhere/at-all-x'"),
     (["generate", "--model", str(LLADA_TINY), "--prompt", "x"], "ships no tokenizer"),
     (["generate", "--model", str(LLADA_TINY), "--prompt-ids", "1,x"], "comma-separated integers"),
-    (["generate", "--model", str(LLADA_TINY), "--prompt-ids", "1,2", "--block-length", "5"], "multiple of block_length"),
+    (["generate", "--model", str(LLADA_TINY), "--prompt-ids", "1,2", "--block-length", "5"],
+     "multiple of block_length"),
     (["train", str(FIXTURES / "nope.yaml")], "nope.yaml"),
 ])
 def test_bad_input_exits_2_with_a_clear_message(argv, message, capsys, monkeypatch):
@@ -84,7 +85,7 @@ def test_every_command_that_loads_a_model_says_no_such_directory_before_any_down
     def refuse(*args, **kwargs):
         raise AssertionError("downloaded something for a local path")
     monkeypatch.setattr("huggingface_hub.snapshot_download", refuse)
-    monkeypatch.setattr("eval.benchmarks.Benchmark.load", refuse)  # eval checks --model before loading data
+    monkeypatch.setattr("unmask.tasks.benchmark.Benchmark.load", refuse)  # eval checks --model before loading data
     (tmp_path / "out").mkdir()  # so out/nope reads as a path under ./out, not as the Hub id of org 'out'
     monkeypatch.chdir(tmp_path)
     assert main(argv) == 2

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from rl.config import load_recipe
-from rl.trainer import Trainer
+from unmask.rl.recipes import load_recipe
+from unmask.rl.trainer import Trainer
 
 from .paths import REPO
 
@@ -56,12 +56,14 @@ def test_recipe_loads_and_its_first_line_launches_it(path):
     first = path.read_text(encoding="utf-8").splitlines()[0]
     assert first.startswith("# "), f"{path.name}: the first line must be a comment with the launch command"
     target = f"recipes/{path.name}"
-    assert f"unmask train {target}" in first or ("deepspeed" in first and f"--module rl.train {target}" in first), \
+    assert (f"unmask train {target}" in first
+            or ("deepspeed" in first and f"--module unmask.rl.train {target}" in first)), \
         f"{path.name}: first line {first!r} does not launch this file"
     cfg = load_recipe(path)
     cfg.validate()
     if "deepspeed" in first:
-        assert cfg.training.deepspeed is not None, f"{path.name} is launched with deepspeed but sets no training.deepspeed"
+        assert cfg.training.deepspeed is not None, \
+            f"{path.name} is launched with deepspeed but sets no training.deepspeed"
 
 
 # tiny-cpu.yaml (not ours to edit) suggests `algorithm.name=cj_grpo`, but it sets diffusion_steps: 16 and
@@ -153,7 +155,8 @@ def test_method_specific_values():
     assert (cj.rollout.schedule, cj.rollout.eoser, cj.rollout.diffusion_steps) == ("ass", True, 8)  # floor(log2 256)
     mdpo = load_recipe(RECIPES_DIR / "mdpo-llada-math.yaml")
     assert (mdpo.rollout.block_length, mdpo.rollout.temperature, mdpo.algorithm.beta, mdpo.training.learning_rate,
-            mdpo.data.prompt_template, mdpo.algorithm.rewards[0].name) == (None, 0.4, 0.02, 7e-7, "boxed", "math_correct")
+            mdpo.data.prompt_template, mdpo.algorithm.rewards[0].name) == (
+        None, 0.4, 0.02, 7e-7, "boxed", "math_correct")
     dream = load_recipe(RECIPES_DIR / "dream-gsm8k.yaml")
     assert (dream.model.lora_target_modules, dream.rollout.remasking, dream.rollout.temperature,
             dream.rollout.top_p) == (None, None, 0.2, 0.95)
@@ -170,7 +173,7 @@ def test_tiny_recipes_pass_the_trainer_preflight(path, monkeypatch):
 
     def refuse(*args, **kwargs):
         raise AssertionError("preflight loaded a model")
-    monkeypatch.setattr("rl.policy.load_model", refuse)
+    monkeypatch.setattr("unmask.rl.training.policy.load_model", refuse)
     cfg = load_recipe(path)
     trainer = Trainer(cfg, log=lambda *a: None)
     assert trainer.rows and trainer.max_steps == cfg.training.max_steps

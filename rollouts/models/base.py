@@ -17,8 +17,14 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .cache import KVCache
-from .layers import (apply_rotary, bidirectional_attention, merge_heads, position_ids_from_mask, rotary_cos_sin,
-                     split_heads)
+from .layers import (
+    apply_rotary,
+    bidirectional_attention,
+    merge_heads,
+    position_ids_from_mask,
+    rotary_cos_sin,
+    split_heads,
+)
 
 
 class ModelConfigError(ValueError):

@@ -27,7 +27,8 @@ def llada_arch(cfg: dict, source: str = "config.json") -> ArchConfig:
         d, heads = int(cfg["d_model"]), int(cfg["n_heads"])
         mlp = cfg.get("mlp_hidden_size") or int(cfg.get("mlp_ratio", 4)) * d
         arch = ArchConfig(
-            hidden_size=d, n_heads=heads, n_kv_heads=1 if cfg.get("multi_query_attention") else int(cfg.get("n_kv_heads") or heads),
+            hidden_size=d, n_heads=heads,
+            n_kv_heads=1 if cfg.get("multi_query_attention") else int(cfg.get("n_kv_heads") or heads),
             n_layers=int(cfg["n_layers"]), mlp_hidden_size=int(mlp),
             vocab_size=int(cfg.get("embedding_size") or cfg["vocab_size"]),
             rope_theta=float(cfg.get("rope_theta", 10000.0)), norm_eps=float(cfg.get("rms_norm_eps", 1e-5)),

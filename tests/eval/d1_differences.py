@@ -11,11 +11,11 @@ import functools
 import re
 from collections import Counter
 
-from eval.score import expand, grade, load_completions
-from rewards.extract import parse_number, tag_content
-from rewards.gsm8k import gsm8k_prediction_d1
-from rewards.math_d1 import d1_answer, is_equiv
-from rewards.puzzles import countdown_equation, parse_sudoku
+from unmask.eval.score import expand, grade, load_completions
+from unmask.rewards.extract import parse_number, tag_content
+from unmask.rewards.gsm8k import gsm8k_prediction_d1
+from unmask.rewards.math_d1 import d1_answer, is_equiv
+from unmask.rewards.puzzles import countdown_equation, parse_sudoku
 
 from ..paths import FIXTURES
 

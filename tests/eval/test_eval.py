@@ -2,6 +2,7 @@
 against brute force, resumable runs, and LoRA evaluation equal to the merged checkpoint."""
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -9,10 +10,10 @@ import random
 
 import pytest
 
-from eval.benchmarks import BENCHMARKS
-from eval.metrics import pass_at_k, wilson_interval
-from eval.runner import Generation, read_done, run_benchmark
-from rl import cli
+from unmask.eval.metrics import pass_at_k, wilson_interval
+from unmask.eval.runner import Generation, read_done, run_benchmark
+from unmask.rl import cli
+from unmask.tasks import BENCHMARKS, TEMPLATES
 
 from ..paths import FIXTURES, LLADA_TINY
 
@@ -117,7 +118,7 @@ def test_incomplete_runs_give_no_final_score_and_resume_skips_finished_samples(r
 
 def test_tiny_model_end_to_end_and_lora_equals_merged(tmp_path):
     peft = pytest.importorskip("peft")
-    from rollouts.adapter import load_model
+    from unmask.rollouts.adapter import load_model
     base = load_model(LLADA_TINY, tokenizer="bytes", device="cpu")
     lora = peft.get_peft_model(base.model, peft.LoraConfig(r=4, lora_alpha=16, init_lora_weights=False,
                                                            target_modules=base.lora_target_modules))
@@ -129,7 +130,8 @@ def test_tiny_model_end_to_end_and_lora_equals_merged(tmp_path):
                      "--out", str(tmp_path / "lora")]) == 0
     assert cli.main(["merge", "--model", str(LLADA_TINY), "--adapter", str(tmp_path / "adapter"), "--tokenizer",
                      "bytes", "--device", "cpu", "--out", str(tmp_path / "merged-model")]) == 0
-    assert cli.main(["eval", "--model", str(tmp_path / "merged-model"), *common, "--out", str(tmp_path / "merged")]) == 0
+    assert cli.main(["eval", "--model", str(tmp_path / "merged-model"), *common,
+                     "--out", str(tmp_path / "merged")]) == 0
     lines = [json.loads(x) for x in (tmp_path / "lora" / "gsm8k.samples.jsonl").read_text().splitlines()]
     merged = [json.loads(x) for x in (tmp_path / "merged" / "gsm8k.samples.jsonl").read_text().splitlines()]
     assert len(lines) == 8 and [r["completion"] for r in lines] == [r["completion"] for r in merged]
@@ -164,7 +166,6 @@ def test_small_benchmarks_from_local_files(name, tmp_path):
     path.write_text("".join(json.dumps(r) + "\n" for r in data))
     bench = BENCHMARKS.get(name)
     rows = bench.load(str(path))
-    from rl.data import TEMPLATES
     assert all(TEMPLATES.get(bench.template).render(r, None)[-1]["content"] for r in rows)
     grader = next(iter(bench.graders))
     assert run(bench, rows, right, tmp_path / "right")["accuracy"][grader]["accuracy"] == 1.0
@@ -202,7 +203,7 @@ def test_eval_loads_the_model_in_auto_dtype_by_default_and_its_help_says_what_th
     def load_model(name, **kwargs):  # stop before any weights load, keeping what eval asked for
         seen.update(kwargs)
         raise ValueError("stop")
-    monkeypatch.setattr("rollouts.adapter.load_model", load_model)
+    monkeypatch.setattr("unmask.rollouts.adapter.load_model", load_model)
     assert cli.main(["eval", "--model", str(LLADA_TINY), "--benchmark", "gsm8k", "--data-files", str(DATA["gsm8k"]),
                      "--limit", "1"]) == 2
     assert seen["dtype"] == "auto"  # bfloat16 on a GPU, float32 on CPU (tests/rollouts/test_loading.py)
@@ -210,3 +211,39 @@ def test_eval_loads_the_model_in_auto_dtype_by_default_and_its_help_says_what_th
         cli.main(["eval", "--help"])
     assert "default auto: bfloat16 on a GPU (16 GB for an 8B model, not 32), float32 on CPU" in \
         " ".join(capsys.readouterr().out.split())
+
+
+# ---- prompt styles (tasks/) as unmask eval applies them: stop strings cut before grading, prefilled turns
+
+def test_eval_grades_the_cut_completion_and_keeps_the_raw_one(tmp_path):
+    bench = dataclasses.replace(BENCHMARKS.get("gsm8k"), template="gsm8k_cot")
+    rows = [{"id": "gsm8k/0", "question": "What is 2 + 3?", "answer": "2 + 3 = 5\n#### 5"}]
+    raw = "2 + 3 = 5. The answer is 5.\n\nQ: What is 1 + 1?\nA: 1 + 1 = 2. The answer is 2."
+
+    def generate(prompts, samples, seed):
+        assert prompts[0][0]["content"].endswith("Q: What is 2 + 3?\nA:")
+        return [Generation(str(prompts[0]), raw, 10, 1.0, 0.01)]
+
+    summary = run_benchmark(bench, rows, generate, tmp_path, limited=True, log=lambda *a: None)
+    assert {g: a["accuracy"] for g, a in summary["accuracy"].items()} == {"gsm8k_correct": 1.0, "lm_eval_strict": 1.0,
+                                                                         "d1_parser": 0.0}  # d1 reads <answer> only
+    (record,) = [json.loads(x) for x in (tmp_path / "gsm8k.samples.jsonl").read_text().splitlines()]
+    assert record["completion"] == raw and record["graded_completion"] == "2 + 3 = 5. The answer is 5.\n\n"
+    assert record["extracted"] == "5"
+
+
+def test_humaneval_instruct_prefills_the_function_and_grades_its_body(tmp_path):
+    from unmask.rollouts.tiny import make_tiny
+    bench = dataclasses.replace(BENCHMARKS.get("humaneval"), template="humaneval_instruct")
+    rows = bench.load(str(FIXTURES / "data" / "humaneval" / "HumanEval.jsonl.gz"), limit=2)
+    messages = TEMPLATES.get("humaneval_instruct").render(rows[0], None)
+    assert [m["role"] for m in messages] == ["user", "assistant"]
+    rendered = make_tiny("llada").format_prompt(messages)  # the chat template continues the assistant turn
+    assert rendered.endswith(f"Here is the completed function:\n```python\n{rows[0]['prompt']}\n")
+
+    def generate(prompts, samples, seed):  # the body, then the closing fence and chatter the stop removes
+        return [Generation(str(p), r["canonical_solution"] + "```\n\nif True:\n    print('extra')", 10, 1.0, 0.01)
+                for p, r in zip(prompts, rows)]
+
+    summary = run_benchmark(bench, rows, generate, tmp_path, limited=True, log=lambda *a: None)
+    assert summary["accuracy"]["pass"]["accuracy"] == 1.0

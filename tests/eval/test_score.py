@@ -9,10 +9,10 @@ import shutil
 
 import pytest
 
-from eval.benchmarks import BENCHMARKS
-from eval.runner import Generation, run_benchmark
-from eval.score import score_files, summarize_records
-from rl import cli
+from unmask.eval.runner import Generation, run_benchmark
+from unmask.eval.score import score_files, summarize_records
+from unmask.rl import cli
+from unmask.tasks import BENCHMARKS
 
 from ..paths import GSM8K_TEST
 from .d1_differences import D1_BASELINES, OTHER, differences, records

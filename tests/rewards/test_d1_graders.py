@@ -7,11 +7,16 @@ import warnings
 
 import pytest
 
-from rewards import get_reward
-from rewards.gsm8k import gsm8k_prediction_d1
-from rewards.math_d1 import d1_unboxed
-from rewards.puzzles import (countdown_equation_d1, countdown_score_d1, python_arithmetic, sudoku_answer_d1,
-                             sudoku_score_d1)
+from unmask.rewards import get_reward
+from unmask.rewards.gsm8k import gsm8k_prediction_d1
+from unmask.rewards.math_d1 import d1_unboxed
+from unmask.rewards.puzzles import (
+    countdown_equation_d1,
+    countdown_score_d1,
+    python_arithmetic,
+    sudoku_answer_d1,
+    sudoku_score_d1,
+)
 
 
 @pytest.mark.parametrize("text, number", [

@@ -5,8 +5,8 @@ from fractions import Fraction
 
 import pytest
 
-from rewards.extract import hash_answer, last_boxed, parse_number, tag_content, the_answer_is
-from rewards.gsm8k import gsm8k_correct, gsm8k_gold, gsm8k_prediction
+from unmask.rewards.extract import hash_answer, last_boxed, parse_number, tag_content, the_answer_is
+from unmask.rewards.gsm8k import gsm8k_correct, gsm8k_gold, gsm8k_prediction
 
 from .data import GSM8K_TEST, read_jsonl
 

@@ -15,9 +15,9 @@ import time
 
 import pytest
 
-from rewards.math_d1 import d1_math_equal, is_equiv, last_boxed_only_string, remove_boxed, strip_string
-from rewards.math_grader import HARD_KILL_GRACE_S, MathVerifyPool, math_equal
-from rewards.math_rewards import math_correct, math_correct_d1, score_math
+from unmask.rewards.math_d1 import d1_math_equal, is_equiv, last_boxed_only_string, remove_boxed, strip_string
+from unmask.rewards.math_grader import HARD_KILL_GRACE_S, MathVerifyPool, math_equal
+from unmask.rewards.math_rewards import math_correct, math_correct_d1, score_math
 
 from .data import MATH500_TEST, read_jsonl
 
@@ -73,7 +73,8 @@ def test_math500_gold_answers_score_one_and_d1_count(capsys):
     d1_solution = math_correct_d1(None, solutions, answer=golds)
     with capsys.disabled():
         print(f"\nMATH-500 gold: math-verify boxed {sum(mv_boxed):.0f}/500, "
-              f"solution {sum(mv_solution):.0f}/500; d1 boxed {sum(d1_boxed):.0f}/500, solution {sum(d1_solution):.0f}/500")
+              f"solution {sum(mv_solution):.0f}/500; d1 boxed {sum(d1_boxed):.0f}/500, "
+              f"solution {sum(d1_solution):.0f}/500")
     assert sum(mv_solution) == 500 and sum(d1_boxed) == 500 and sum(d1_solution) == 500
 
 
@@ -100,7 +101,8 @@ def test_gold_unparseable_is_none_and_missing_gold_is_none():
 
 def test_hung_item_times_out_without_hanging_the_batch():
     with MathVerifyPool(workers=2) as pool:
-        pairs = [(_boxed("1"), _boxed("1"))] * 3 + [(_boxed("1"), _boxed("9^{9^{9^{9}}}"))] + [(_boxed("2"), _boxed("2"))] * 3
+        pairs = ([(_boxed("1"), _boxed("1"))] * 3 + [(_boxed("1"), _boxed("9^{9^{9^{9}}}"))]
+                 + [(_boxed("2"), _boxed("2"))] * 3)
         start = time.monotonic()
         verdicts = pool.verify(pairs, timeout_s=0.5)
         assert time.monotonic() - start < 20
@@ -116,7 +118,8 @@ def test_unresponsive_worker_is_killed_and_replaced():
         stuck = pool._workers[0].process.pid
         os.kill(stuck, signal.SIGSTOP)
         start = time.monotonic()
-        assert pool.verify([(_boxed("1"), _boxed("1")), (_boxed("2"), _boxed("2"))], timeout_s=0.2) == ["timeout", "equal"]
+        assert pool.verify([(_boxed("1"), _boxed("1")), (_boxed("2"), _boxed("2"))],
+                           timeout_s=0.2) == ["timeout", "equal"]
         assert time.monotonic() - start < 0.2 + HARD_KILL_GRACE_S + 15
         assert pool._workers[0].process.pid != stuck
 

@@ -5,9 +5,9 @@ from fractions import Fraction
 
 import pytest
 
-from rewards import get_reward
-from rewards.format import xml_count_score
-from rewards.puzzles import countdown_score, is_valid_sudoku4, safe_arithmetic, sudoku_score
+from unmask.rewards import get_reward
+from unmask.rewards.format import xml_count_score
+from unmask.rewards.puzzles import countdown_score, is_valid_sudoku4, safe_arithmetic, sudoku_score
 
 
 @pytest.mark.parametrize("expr,value", [

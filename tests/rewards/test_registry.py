@@ -10,10 +10,10 @@ import sys
 
 import pytest
 
-import rewards
-from rewards import UnknownRewardError, build_rewards, get_reward, list_rewards, register_reward
-from rewards.contract import completion_text, per_item
-from rewards.registry import RewardArgumentError, check_reward_args
+import unmask.rewards as rewards
+from unmask.rewards import UnknownNameError, build_rewards, get_reward, list_rewards, register_reward
+from unmask.rewards.contract import completion_text, per_item
+from unmask.rewards.registry import RewardArgumentError, check_reward_args
 
 EXPECTED = {
     "gsm8k_correct", "math_correct", "math_correct_d1", "code_humaneval", "code_tests", "countdown", "sudoku",
@@ -29,7 +29,7 @@ def test_builtin_rewards_registered():
 def test_unknown_name_suggests_closest():
     with pytest.raises(KeyError) as info:
         get_reward("gsm8k_corect")
-    assert isinstance(info.value, ValueError) and isinstance(info.value, UnknownRewardError)
+    assert isinstance(info.value, ValueError) and isinstance(info.value, UnknownNameError)
     assert "gsm8k_correct" in str(info.value)
 
 
@@ -90,7 +90,7 @@ def test_chat_completions_and_extra_kwargs():
 
 
 def test_trl_keyword_call_and_weighted_combination():
-    from rewards import weighted_rewards
+    from unmask.rewards import weighted_rewards
 
     completions = ["<reasoning>\nr\n</reasoning>\n<answer>\n7\n</answer>", "#### 8", "no"]
     answers = ["#### 7", "#### 7", "unparseable"]
@@ -128,7 +128,7 @@ def test_per_item_never_raises():
 
 
 def _modules():
-    return [importlib.import_module(f"rewards.{m.name}") for m in pkgutil.iter_modules(rewards.__path__)]
+    return [importlib.import_module(f"unmask.rewards.{m.name}") for m in pkgutil.iter_modules(rewards.__path__)]
 
 
 def test_every_module_and_public_function_documented():
@@ -142,7 +142,7 @@ def test_every_module_and_public_function_documented():
 
 
 def test_rewards_does_not_import_torch():
-    code = ("import sys, rewards, rewards.bench_sandbox; "
-            "bad = [m for m in ('torch', 'transformers', 'rl', 'rollouts') if m in sys.modules]; "
+    code = ("import sys, unmask.rewards, unmask.rewards.bench_sandbox; "
+            "bad = [m for m in ('torch', 'transformers', 'unmask.rl', 'unmask.rollouts') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rewards import get_reward, list_rewards
-from rewards.registry import is_factory
-from rewards.sandbox import SandboxLimits
+from unmask.rewards import get_reward, list_rewards
+from unmask.rewards.registry import is_factory
+from unmask.rewards.sandbox import SandboxLimits
 
 FACTORY_ARGS = {"length_penalty": {"max_completion_length": 16, "unit": "chars"}}
 SANDBOXED = {"code_humaneval", "code_tests"}

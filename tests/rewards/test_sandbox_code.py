@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from rewards.code import code_humaneval, code_tests, extract_code, humaneval_program, run_humaneval
-from rewards.sandbox import SandboxLimits, run_python
+from unmask.rewards.code import code_humaneval, code_tests, extract_code, humaneval_program, run_humaneval
+from unmask.rewards.sandbox import SandboxLimits, run_python
 
 from .data import HUMANEVAL, read_jsonl
 
@@ -64,7 +64,8 @@ def test_timeout_kills_the_whole_process_group(no_leftover_dirs):
         "spec = importlib.machinery.ModuleSpec('_posixsubprocess', loader, origin=path)\n"
         "sys.modules['_posixsubprocess'] = importlib.util.module_from_spec(spec)\n"
         "loader.exec_module(sys.modules['_posixsubprocess'])\n"
-        "spec = importlib.util.spec_from_file_location('fresh_subprocess', importlib.util.find_spec('subprocess').origin)\n"
+        "spec = importlib.util.spec_from_file_location('fresh_subprocess', "
+        "importlib.util.find_spec('subprocess').origin)\n"
         "fresh = importlib.util.module_from_spec(spec)\n"
         "spec.loader.exec_module(fresh)\n"
         "print(fresh.Popen(['sleep', '60']).pid, flush=True)\n"
@@ -179,7 +180,8 @@ def test_child_is_isolated_from_the_package_dir(no_leftover_dirs):
 def test_runner_introspection_cannot_forge_a_pass(no_leftover_dirs):
     forge = ("import sys\nrunner = sys._getframe(1).f_locals\nrunner['report']('program ok')\n"
              "runner['report']('done')\nrunner['exit_now'](0)\n")
-    for attack in (forge, "import gc\nobjs = gc.get_objects()", "try:\n    1/0\nexcept Exception as e:\n    f = e.__traceback__"):
+    for attack in (forge, "import gc\nobjs = gc.get_objects()",
+                   "try:\n    1/0\nexcept Exception as e:\n    f = e.__traceback__"):
         r = run_python(attack + "\nraise AssertionError('tests would fail')", limits=FAST)
         assert r.status == "failed" and "introspection" in r.stderr, attack
 
@@ -191,7 +193,8 @@ def test_result_file_cannot_be_read_to_forge_test_passes(no_leftover_dirs):
         "import os\n"
         "def add(a, b):\n"
         "    for fd in range(3, 32):\n"
-        "        for path in (f'/proc/self/fd/{fd}', os.readlink(f'/proc/self/fd/{fd}') if os.path.exists(f'/proc/self/fd/{fd}') else ''):\n"
+        "        for path in (f'/proc/self/fd/{fd}', "
+        "os.readlink(f'/proc/self/fd/{fd}') if os.path.exists(f'/proc/self/fd/{fd}') else ''):\n"
         "            try:\n"
         "                data = open(path).read()\n"
         "            except Exception:\n"

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from rewards.code import code_humaneval, code_tests
-from rewards.sandbox import SandboxLimits, run_python
+from unmask.rewards.code import code_humaneval, code_tests
+from unmask.rewards.sandbox import SandboxLimits, run_python
 
 FAST = SandboxLimits(timeout_s=5.0, memory_mb=512)
 
@@ -124,7 +124,8 @@ def test_a_builtin_named_function_under_test_is_the_program_s():
     right = ("```python\ndef sum(a,b):\n    total = 0\n    for i in range(1, min(a, b)):\n"
              "        if a % i == 0 and b % i == 0:\n            total += i\n    return total\n```")
     wrong = "```python\ndef sum(a,b):\n    return a + b\n```"
-    rigged = "```python\ndef sum(a,b):\n    class Yes:\n        __eq__ = lambda self, other: True\n    return Yes()\n```"
+    rigged = ("```python\ndef sum(a,b):\n    class Yes:\n        __eq__ = lambda self, other: True\n"
+              "    return Yes()\n```")
     scores = code_tests(None, [right, wrong, rigged], test_list=[SUM_OF_COMMON_DIVISORS] * 3, limits=FAST)
     assert scores == [1.0, 0.0, 0.0]
 

@@ -11,8 +11,8 @@ import textwrap
 
 import pytest
 
-from rewards.code import code_humaneval
-from rewards.sandbox import SandboxLimits, run_python
+from unmask.rewards.code import code_humaneval
+from unmask.rewards.sandbox import SandboxLimits, run_python
 
 from .data import HUMANEVAL, read_jsonl
 

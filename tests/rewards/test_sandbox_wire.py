@@ -9,7 +9,16 @@ import time
 
 import pytest
 
-from rewards.sandbox_wire import MAX_DEPTH, MAX_FRAME_BYTES, WireError, decode, dumps, encode, read_frame, write_frame
+from unmask.rewards.sandbox_wire import (
+    MAX_DEPTH,
+    MAX_FRAME_BYTES,
+    WireError,
+    decode,
+    dumps,
+    encode,
+    read_frame,
+    write_frame,
+)
 
 
 def _no_refs(obj):
@@ -48,20 +57,29 @@ def test_nan_crosses_as_a_fresh_nan_that_equals_nothing():
 
 def test_subclasses_cross_as_their_base_value_whatever_they_override():
     class RiggedList(list):
-        __eq__ = lambda self, other: True
-        __iter__ = lambda self: iter([1, 2, 3])
+        def __eq__(self, other):
+            return True
+
+        def __iter__(self):
+            return iter([1, 2, 3])
 
     class RiggedInt(int):
-        __eq__ = lambda self, other: True
-        __int__ = lambda self: 99
+        def __eq__(self, other):
+            return True
+
+        def __int__(self):
+            return 99
+
         __index__ = __int__
         __hash__ = int.__hash__
 
     class RiggedStr(str):
-        __str__ = lambda self: "forged"
+        def __str__(self):
+            return "forged"
 
     class RiggedDict(dict):
-        items = lambda self: [("forged", 1)]
+        def items(self):
+            return [("forged", 1)]
 
     point = collections.namedtuple("Point", "x y")(1, 2)
     assert (type(_roundtrip(RiggedList([7]))), _roundtrip(RiggedList([7]))) == (list, [7])

@@ -1,4 +1,4 @@
-"""Tests for rl/config.py: the strict recipe schema, overrides, validation and YAML round trip."""
+"""Tests for rl/config/: the strict recipe schema, overrides, validation and YAML round trip."""
 
 from __future__ import annotations
 
@@ -11,10 +11,17 @@ from typing import Literal, get_args, get_type_hints
 import pytest
 import yaml
 
-from rl.config import (
-    AlgorithmConfig, ConfigError, RecipeConfig, RewardSpec, RolloutConfig, apply_overrides,
-    load_recipe, parse_section, recipe_from_dict, save_recipe, to_dict, to_yaml,
+from unmask.rl.config import (
+    AlgorithmConfig,
+    ConfigError,
+    RecipeConfig,
+    RewardSpec,
+    RolloutConfig,
+    apply_overrides,
+    parse_section,
+    recipe_from_dict,
 )
+from unmask.rl.recipes import find_recipe, load_recipe, packaged_recipes, save_recipe, to_dict, to_yaml
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "recipes" / "example.yaml"
@@ -136,7 +143,7 @@ def test_a_method_name_suggests_the_method_it_names_before_a_close_spelling(name
 
 
 def test_suggestions_prefer_the_same_name_then_a_name_that_contains_it_then_a_close_spelling():
-    from rl.registry import suggest
+    from unmask.rewards.registry import suggest
     assert suggest("constant-with-warmup", ["constant", "constant_with_warmup"]) == ["constant_with_warmup"]
     assert suggest("grpo", ["gdpo", "diffu_grpo", "cj_grpo"], n=3) == ["diffu_grpo", "cj_grpo", "gdpo"]
     assert suggest("rpo", ["diffu_grpo"]) == []  # a part of a segment is not a segment
@@ -180,6 +187,21 @@ def test_file_level_errors(tmp_path):
     with pytest.raises(ConfigError, match=r"bad\.yaml: invalid YAML"):
         load_recipe(_write(tmp_path, "model: [unclosed\n", "bad.yaml"))
     assert load_recipe(_write(tmp_path, "# only a comment\n", "empty.yaml")) == RecipeConfig()
+
+
+def test_packaged_recipes_resolve_from_any_directory(tmp_path, monkeypatch):
+    """A wheel install has no recipes/ folder in the working directory: relative recipe paths that do not
+    exist fall back to the recipes shipped in the package, with or without the leading ``recipes/``."""
+    expected = load_recipe(EXAMPLE)
+    monkeypatch.chdir(tmp_path)
+    assert load_recipe("recipes/example.yaml") == expected == load_recipe("example.yaml")
+    assert find_recipe("recipes/deepspeed/zero2.json") == REPO / "recipes" / "deepspeed" / "zero2.json"
+    assert "recipes/demo/rl.yaml" in packaged_recipes() and "recipes/deepspeed/zero3.json" in packaged_recipes()
+    (tmp_path / "example.yaml").write_text("training: {max_steps: 3}\n")  # a file in the directory wins
+    assert load_recipe("example.yaml").training.max_steps == 3
+    with pytest.raises(ConfigError, match=r"cannot read recipe recipes/nope\.yaml: .*packaged recipes: .*"
+                                          r"recipes/tiny-cpu\.yaml"):
+        load_recipe("recipes/nope.yaml")
 
 
 def test_example_recipe_loads():

@@ -14,9 +14,8 @@ import json
 import pytest
 import torch
 
-from rl.demo import run_demo
-from rl.plot import read_png_rgb
 from tests.paths import FIXTURES
+from unmask.rl.demo import run_demo
 
 DEMO_SFT = FIXTURES / "demo-sft"
 RL_50 = ["training.max_steps=50", "training.eval_steps=25", "training.save_steps=50"]
@@ -38,11 +37,15 @@ def test_demo_writes_summary_curve_and_a_loadable_checkpoint(pipeline):
     assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(s))
     md = (out / "summary.md").read_text()
     assert "after SFT (40 steps)" in md and f"{s['accuracy_rl']:.3f}" in md
-    width, height, _ = read_png_rgb(out / "curve.png")
-    assert (width, height) == (640, 400)
+    header, *rows = (out / "curve.csv").read_text().splitlines()
+    assert header == "step,train_reward,heldout_accuracy" and [r.split(",")[0] for r in rows] == list("01234")
+    png = (out / "curve.png").read_bytes()  # matplotlib is in the dev extra
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[16:24] == (640).to_bytes(4, "big") + (400).to_bytes(4, "big")
     assert [step for step, _ in s["accuracy_curve"]] == [0, 2, 4]
+    # one grader: the demo's accuracies are the trainer's evaluation (the RL reward, answer_tag_exact) of the model
+    assert s["accuracy_curve"][-1][1] == s["accuracy_rl"], s
     assert [step for step, _ in s["reward_curve"]] == [1, 2, 3, 4]
-    from rollouts.adapter import load_model
+    from unmask.rollouts.adapter import load_model
     assert load_model(out / "rl" / "checkpoint-4" / "model", device="cpu").model.num_parameters() > 0
     assert (out / "sft-run" / "checkpoint-40").is_dir()
 
@@ -71,6 +74,7 @@ def check_rl_raises_accuracy(s: dict) -> None:
     assert s["sft_model"] == str(DEMO_SFT) and s["sft_steps"] is None
     assert 0.2 <= s["accuracy_sft"] <= 0.6, s  # the checked-in model is a weak start on every seed's questions
     assert s["accuracy_rl"] >= s["accuracy_sft"] + 0.07, s
+    assert tuple(s["accuracy_curve"][-1]) == (50, s["accuracy_rl"]), s  # one grader, as in the pipeline test
 
 
 def test_rl_raises_held_out_accuracy_of_the_checked_in_sft_model(tmp_path):

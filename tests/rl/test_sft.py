@@ -1,22 +1,50 @@
-"""Tests for rl/sft.py: the SFT loss against a hand computation, training on the tiny size, and the
-saved checkpoint loading and decoding through the rollout stack."""
+"""Tests for rl/sft.py: the SFT loss against a hand computation, and the trainer on the bench recipe
+(``recipes/bench/sft.yaml``, shrunk to a tiny shape): its loss falls, the checkpoint loads and decodes, the
+same seed gives the same bytes, the ``sft.max_minutes`` / ``training.max_steps`` bounds, unknown values
+refused; the bench reads the task from the saved recipe, and the bundled task is graded by the RL reward."""
 from __future__ import annotations
 
 import json
 import math
-import re
+import time
 
 import pytest
 import torch
+import yaml
 
-from rl.sft import SIZES, encode_examples, held_out_accuracy, sft_loss, train_demo_model
-from rl.synthetic import make_addition_dataset, make_example
-from rollouts.adapter import load_model
-from rollouts.engine import RolloutEngine
-from rollouts.sampler_config import SamplerConfig
-from rollouts.tiny import make_tiny
+from unmask.rl.config import ConfigError
+from unmask.rl.recipes import RECIPES_DIR, load_sft_recipe
+from unmask.rl.sft import (
+    SftTrainer,
+    encode_examples,
+    held_out_accuracy,
+    random_init,
+    sft_loss,
+    task_pairs,
+    task_scores,
+)
+from unmask.rollouts.adapter import load_model
+from unmask.rollouts.engine import RolloutEngine
+from unmask.rollouts.sampler_config import SamplerConfig
+from unmask.rollouts.tiny import make_tiny
+from unmask.tasks.synthetic import make_addition_dataset, make_example
 
+BENCH = RECIPES_DIR / "bench" / "sft.yaml"
+TINY = dict(d_model=32, n_layers=2, n_heads=4, mlp_hidden_size=88)  # 58K parameters
 TRAIN_STEPS = 30
+
+
+def tiny_recipe(out, *overrides):
+    """The bench recipe at the tiny shape, completion length 40, batch 8 (seconds on a CPU)."""
+    return load_sft_recipe(BENCH, [
+        f"training.output_dir={out}", "sft.init_model={d_model: 32, n_layers: 2, n_heads: 4, mlp_hidden_size: 88}",
+        "sft.completion_length=40", "training.per_device_train_batch_size=8", "training.learning_rate=3e-3",
+        "training.warmup_steps=5", "data.eval_limit=8", "training.eval_steps=10", "logging.logging_steps=1",
+        *overrides])
+
+
+def weights(checkpoint) -> bytes:
+    return (checkpoint / "model" / "model.safetensors").read_bytes()
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -86,7 +114,7 @@ def test_sft_loss_with_every_token_masked_is_mean_cross_entropy():
 
 
 def test_encode_examples_pads_completion_with_eos_and_matches_adapter_encode():
-    adapter = make_tiny("llada", **SIZES["tiny"].model)
+    adapter = make_tiny("llada", **TINY)
     examples = [make_example(3, 4), make_example(57, 68)]
     prompt_ids, prompt_mask, completion = encode_examples(adapter, examples, 40)
     want_ids, want_mask = adapter.encode([ex.prompt for ex in examples])  # chat template, left padding
@@ -103,46 +131,120 @@ def test_encode_examples_pads_completion_with_eos_and_matches_adapter_encode():
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    out = tmp_path_factory.mktemp("sft") / "model"
+    out = tmp_path_factory.mktemp("sft")
     lines = []
-    path = train_demo_model(out, size="tiny", steps=TRAIN_STEPS, seed=0, eval_examples=4, log=lines.append)
-    return path, lines
+    cfg = tiny_recipe(out, f"training.max_steps={TRAIN_STEPS}", f"training.save_steps={TRAIN_STEPS}")
+    trainer = SftTrainer(cfg, log=lines.append)
+    trainer.setup().train()
+    return trainer, lines
 
 
 def test_loss_decreases_on_tiny(trained):
-    _, lines = trained
-    losses = [float(m.group(1)) for line in lines if (m := re.search(r"^step +\d+ +loss ([\d.]+)", line))]
-    assert len(losses) == TRAIN_STEPS // 10
-    assert losses[-1] < 0.8 * losses[0], lines  # mean loss of steps 21-30 well below steps 1-10
+    trainer, lines = trained
+    rows = [json.loads(line) for line in (trainer.last_checkpoint.parent / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in rows if "loss" in r]
+    assert len(losses) == TRAIN_STEPS
+    assert sum(losses[-10:]) < 0.8 * sum(losses[:10]), lines  # mean loss of steps 21-30 well below steps 1-10
+    assert [r["step"] for r in rows if "eval/loss" in r] == [10, 20, 30]
 
 
 def test_checkpoint_loads_and_decodes(trained):
-    path, lines = trained
-    assert any("held-out accuracy" in line for line in lines)
-    summary = json.loads((path / "sft.json").read_text())
-    assert summary["steps"] == TRAIN_STEPS and 0 <= summary["held_out_accuracy"] <= 1
+    trainer, _ = trained
+    path = trainer.last_checkpoint
+    assert path.name == f"checkpoint-{TRAIN_STEPS}"
+    assert json.loads((path / "trainer_state.json").read_text())["global_step"] == TRAIN_STEPS
+    saved = yaml.safe_load((path / "recipe.yaml").read_text())
+    assert saved["sft"]["init_model"] == TINY and saved["model"]["name_or_path"] == str(path.parent / "init")
     config = SamplerConfig(max_completion_length=40, diffusion_steps=20, block_length=40, temperature=0.0)
-    adapter = load_model(path, device="cpu")
-    assert adapter.model.num_parameters() == summary["params"]
+    adapter = load_model(path / "model", device="cpu")
+    assert adapter.model.num_parameters() == random_init(trainer.cfg).model.num_parameters()
     assert adapter.format_prompt("12+34=") == "12+34="  # the saved "raw" chat template came back
     traj = RolloutEngine(adapter, config).rollout(["12+34="])
     assert traj.completion_ids.shape == (1, 40) and not (traj.completion_ids == adapter.mask_id).any()
     assert isinstance(adapter.decode_completion(traj.completion_ids[0]), str)
-    ex = make_addition_dataset(2, seed=0, width=2, split="held_out")
+    ex = make_addition_dataset(4, seed=0, width=2, split="held_out")
     assert 0 <= held_out_accuracy(adapter, ex, 40) <= 1
+
+
+def test_task_pairs_read_the_task_from_the_saved_recipe(trained, tmp_path):
+    trainer, _ = trained
+    pairs = task_pairs(trainer.last_checkpoint / "model", 3, 128)
+    want = make_addition_dataset(3, seed=0, width=2, split="held_out")
+    assert pairs == [(ex.prompt, ex.completion) for ex in want]
+    assert task_pairs(trainer.last_checkpoint, 3, 128) == pairs  # the checkpoint folder itself works too
+    with pytest.raises(ValueError, match=r"2-digit addition, whose completions \(38 tokens\) do not fit"):
+        task_pairs(trainer.last_checkpoint / "model", 3, 16)
+    with pytest.raises(FileNotFoundError, match="no recipe.yaml in .*--train-minutes M"):
+        task_pairs(tmp_path, 3, 128)
+    other = tmp_path / "gsm8k"
+    other.mkdir()
+    (other / "recipe.yaml").write_text("data: {dataset: openai/gsm8k}\n")
+    with pytest.raises(ValueError, match="learnt data.dataset 'openai/gsm8k', not the bundled addition task"):
+        task_pairs(other, 3, 128)
 
 
 def test_training_is_deterministic_given_seed(tmp_path):
     quiet = lambda line: None  # noqa: E731
-    a = train_demo_model(tmp_path / "a", size="tiny", steps=3, seed=1, eval_examples=1, log=quiet)
-    b = train_demo_model(tmp_path / "b", size="tiny", steps=3, seed=1, eval_examples=1, log=quiet)
-    wa, wb = (load_model(p, device="cpu").model.state_dict() for p in (a, b))
+    paths = []
+    for name in ("a", "b"):
+        trainer = SftTrainer(tiny_recipe(tmp_path / name, "training.seed=1", "training.max_steps=3",
+                                         "training.save_steps=3"), log=quiet)
+        trainer.setup().train()
+        paths.append(trainer.last_checkpoint)
+    a, b = paths
+    wa, wb = (load_model(p / "model", device="cpu").model.state_dict() for p in (a, b))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
-    assert (a / "model.safetensors").read_bytes() == (b / "model.safetensors").read_bytes()
+    assert weights(a) == weights(b)
+    assert (tmp_path / "a" / "init" / "model.safetensors").read_bytes() == (
+        tmp_path / "b" / "init" / "model.safetensors").read_bytes()
 
 
-def test_train_demo_model_needs_a_bound_and_a_known_size(tmp_path):
-    with pytest.raises(ValueError, match="minutes= or steps="):
-        train_demo_model(tmp_path, size="tiny")
-    with pytest.raises(ValueError, match="unknown size"):
-        train_demo_model(tmp_path, size="huge", steps=1)
+def test_max_minutes_stops_and_saves_a_prefix_of_the_steps_run(tmp_path):
+    lines = []
+    steps = SftTrainer(tiny_recipe(tmp_path / "steps", "training.max_steps=3", "training.save_steps=1",
+                                   "training.save_total_limit=null"),
+                       log=lambda line: None)
+    steps.setup().train()
+    assert steps.last_checkpoint.name == "checkpoint-3"  # training.max_steps bounds the run
+    timed = SftTrainer(tiny_recipe(tmp_path / "timed", "training.max_steps=3", "training.save_steps=3",
+                                   "sft.max_minutes=1e-9"), log=lines.append)
+    timed.setup()
+    began = time.perf_counter()
+    timed.train()
+    assert time.perf_counter() - began < 60
+    assert timed.last_checkpoint.name == "checkpoint-1", lines  # stopped after the first step, and saved there
+    assert any("sft.max_minutes (1e-09) reached" in line for line in lines), lines
+    assert weights(timed.last_checkpoint) == weights(tmp_path / "steps" / "checkpoint-1")
+
+
+def test_unknown_or_unbounded_values_are_refused_with_the_fix(tmp_path):
+    with pytest.raises(ValueError, match=r"sft\.init_model has an unknown key 'd_modle' \(did you mean 'd_model'\?\)"):
+        SftTrainer(tiny_recipe(tmp_path, "sft.init_model={d_modle: 32}"))
+    assert not (tmp_path / "init").exists()  # refused before anything was written
+    with pytest.raises(ConfigError, match=r"sft\.init_model\.d_model: expected int"):
+        tiny_recipe(tmp_path, "sft.init_model={d_model: huge}")
+    for bad in ("0", "-1"):
+        with pytest.raises(ConfigError, match=r"sft\.max_minutes must be > 0"):
+            tiny_recipe(tmp_path, f"sft.max_minutes={bad}")
+    with pytest.raises(ConfigError, match=r"training\.max_steps must be >= 1"):
+        tiny_recipe(tmp_path, "training.max_steps=0")
+    with pytest.raises(ConfigError, match=r"sft\.max_minute\b.*max_minutes"):
+        tiny_recipe(tmp_path, "sft.max_minute=3")
+
+
+@pytest.mark.parametrize("minutes", ["0", "-2"])
+def test_bench_train_minutes_must_be_positive(tmp_path, capsys, minutes):
+    from unmask.rl import cli
+    assert cli.main(["bench", "rollout", "--train-minutes", minutes, "--out", str(tmp_path / "r.json")]) == 2
+    assert "--train-minutes must be > 0" in capsys.readouterr().err
+    assert not (tmp_path / "bench-model").exists()
+
+
+def test_bundled_task_is_graded_by_the_demo_rl_reward():
+    """answer_tag_exact, as recipes/demo/rl.yaml rewards: the last well-formed tag counts, a broken one never."""
+    from unmask.rl.recipes import load_recipe
+    assert [r.name for r in load_recipe(RECIPES_DIR / "demo" / "rl.yaml").algorithm.rewards] == ["answer_tag_exact"]
+    ex = make_example(47, 85)
+    texts = [ex.completion, ex.completion.replace("132", "133"), "<answer>1</answer> <answer>132</answer>",
+             "<answer>132</answer> <answer>1</answer>", "</nswer>132<//aswer>", "<answer>132", ""]
+    assert task_scores([ex] * len(texts), texts) == [1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0]

@@ -1,5 +1,6 @@
 """``unmask sft RECIPE``: the tiny SFT recipe end to end (loss values to 4 decimals), exact resume, LoRA
-SFT, and bad recipes refused before any weights load; every recipe in recipes/sft/ validates."""
+SFT, and bad recipes refused before any weights load; every SFT recipe (recipes/sft/, the bench's and the demo's)
+validates."""
 from __future__ import annotations
 
 import json
@@ -9,14 +10,16 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from rl import cli
-from rl.config import ConfigError, load_sft_recipe
-from rl.sft_trainer import SftTrainer
+from unmask.rl import cli
+from unmask.rl.config import ConfigError
+from unmask.rl.recipes import load_sft_recipe
+from unmask.rl.sft import SftTrainer
 
 from ..paths import LLADA_TINY, REPO
 
 RECIPE = REPO / "recipes" / "sft" / "tiny-cpu-sft.yaml"
-SFT_RECIPES = sorted((REPO / "recipes" / "sft").glob("*.yaml")) + [REPO / "recipes" / "demo" / "sft.yaml"]
+SFT_RECIPES = sorted((REPO / "recipes" / "sft").glob("*.yaml")) + [REPO / "recipes" / d / "sft.yaml"
+                                                                   for d in ("bench", "demo")]
 
 
 def recipe(out, *overrides):
@@ -36,7 +39,7 @@ def test_unmask_sft_runs_the_tiny_recipe(tmp_path, capsys):
     assert [round(r["eval/loss"], 4) for r in rows if "eval/loss" in r] == [6.266, 5.0249]
     # transformers' constant_with_warmup: step s of the 2-step warm-up runs at s / 2 of the rate, then constant
     assert [r["lr"] for r in rows[:3]] == pytest.approx([0.0, 1.5e-3, 3e-3])
-    from rollouts.adapter import load_model
+    from unmask.rollouts.adapter import load_model
     model = load_model(tmp_path / "checkpoint-6" / "model", tokenizer="bytes", device="cpu")
     start = load_file(str(LLADA_TINY / "model.safetensors"))
     assert max(float((model.model.state_dict()[k] - start[k]).abs().max()) for k in start) > 1e-3  # it trained
@@ -62,7 +65,7 @@ def test_lora_sft_trains_an_adapter_that_evaluates_unmerged(tmp_path):
     weights = load_file(str(adapter_dir / "adapter_model.safetensors"))
     assert weights and all("lora_" in k for k in weights)
     assert any(float(v.abs().max()) > 0 for k, v in weights.items() if "lora_B" in k)  # B starts at 0: it moved
-    from rollouts.adapter import load_model
+    from unmask.rollouts.adapter import load_model
     merged = load_model(LLADA_TINY, tokenizer="bytes", device="cpu", adapter=adapter_dir)
     kept = load_model(LLADA_TINY, tokenizer="bytes", device="cpu", adapter=adapter_dir, merge_adapter=False)
     ids = torch.randint(0, 256, (2, 12), generator=torch.Generator().manual_seed(0))
@@ -71,8 +74,8 @@ def test_lora_sft_trains_an_adapter_that_evaluates_unmerged(tmp_path):
 
 
 def test_bad_sft_recipes_fail_before_any_weights_load(tmp_path, monkeypatch):
-    import rl.policy
-    monkeypatch.setattr(rl.policy, "load_model", lambda *a, **k: pytest.fail("weights were loaded"))
+    import unmask.rl.training.policy as policy
+    monkeypatch.setattr(policy, "load_model", lambda *a, **k: pytest.fail("weights were loaded"))
     with pytest.raises(ValueError, match=r"has no column solution .*sft\.completion_column"):
         SftTrainer(recipe(tmp_path, "sft.completion_column=solution"))
     with pytest.raises(ValueError, match=r"model\.load_in_4bit: .*Set model\.load_in_4bit: false"):

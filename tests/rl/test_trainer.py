@@ -9,10 +9,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from rewards import completion_texts, register_reward
-from rl import cli
-from rl.config import ConfigError, load_recipe
-from rl.trainer import Trainer
+from unmask.rewards import completion_texts, register_reward
+from unmask.rl import cli
+from unmask.rl.config import ConfigError
+from unmask.rl.recipes import load_recipe
+from unmask.rl.trainer import Trainer
 
 from ..paths import LLADA_TINY, REPO
 
@@ -61,7 +62,7 @@ def test_unmask_train_runs_the_tiny_recipe_end_to_end(tmp_path, capsys):
                  "rewards/gsm8k_correct", "rewards/xml_format", "lr", "epoch"):
         assert name in rows[-1], name
     assert [p.name for p in sorted(tmp_path.glob("checkpoint-*"))] == ["checkpoint-2", "checkpoint-4"]
-    from rollouts.adapter import load_model
+    from unmask.rollouts.adapter import load_model
     reloaded = load_model(tmp_path / "checkpoint-4" / "model", tokenizer="bytes", device="cpu")
     assert torch.equal(reloaded.model.state_dict()["model.transformer.ff_out.weight"],
                        weights(tmp_path / "checkpoint-4")["model.transformer.ff_out.weight"])
@@ -131,7 +132,7 @@ def test_gradient_accumulation_invariance(tmp_path, loss_type):
 def _no_weights(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded before the recipe was checked")
-    monkeypatch.setattr("rl.policy.load_model", refuse)
+    monkeypatch.setattr("unmask.rl.training.policy.load_model", refuse)
 
 
 def test_bad_recipes_fail_before_any_model_is_loaded(tmp_path, monkeypatch):
@@ -140,26 +141,33 @@ def test_bad_recipes_fail_before_any_model_is_loaded(tmp_path, monkeypatch):
         Trainer(recipe(tmp_path, "model.use_peft=true", "model.lora_target_modules=[q_proj, o_proj]"))
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"query": "What is 1 + 1?", "gold": "2"}\n')
-    with pytest.raises(ValueError, match=r"data\.dataset 'json' has no column question\|prompt\|problem, answer\|solution"):
-        Trainer(recipe(tmp_path, "data.dataset=json", f"data.data_files={bad}", "algorithm.rewards=[{name: gsm8k_correct}]"))
-    with pytest.raises(ValueError, match=r"model\.load_in_4bit: .*(CUDA GPU|bitsandbytes|CPU).* Set model\.load_in_4bit: false"):
+    with pytest.raises(ValueError,
+                       match=r"data\.dataset 'json' has no column question\|prompt\|problem, answer\|solution"):
+        Trainer(recipe(tmp_path, "data.dataset=json", f"data.data_files={bad}",
+                       "algorithm.rewards=[{name: gsm8k_correct}]"))
+    with pytest.raises(ValueError,
+                       match=r"model\.load_in_4bit: .*(CUDA GPU|bitsandbytes|CPU).* Set model\.load_in_4bit: false"):
         Trainer(recipe(tmp_path, "model.use_peft=true", "model.load_in_4bit=true", "model.device=cpu"))
     with pytest.raises(ConfigError, match=r"rollout\.num_generations \(3\) must divide .* = 8"):
         recipe(tmp_path, "rollout.num_generations=3")
     with pytest.raises(ConfigError, match=r"algorithm\.name 'grpo_d1' is not a registered RL method"):
         recipe(tmp_path, "algorithm.name=grpo_d1")
-    with pytest.raises(ValueError, match=r"algorithm\.rewards\[0\]: unknown reward 'gsm8k'"):
+    with pytest.raises(ValueError, match=r"algorithm\.rewards\[0\]: 'gsm8k' is not a registered reward; "
+                                         r"did you mean 'gsm8k_correct"):
         Trainer(recipe(tmp_path, "algorithm.rewards=[{name: gsm8k}]"))
     with pytest.raises(ValueError, match=r"algorithm\.rewards\[1\]: reward 'length_penalty' has no argument 'max_len' "
                                          r"\(did you mean 'max_completion_length'\?\); its arguments are "
                                          r"max_completion_length, penalty, closing, eos, unit"):
-        Trainer(recipe(tmp_path, "algorithm.rewards=[{name: xml_format}, {name: length_penalty, args: {max_len: 32}}]"))
+        Trainer(recipe(tmp_path,
+                       "algorithm.rewards=[{name: xml_format}, {name: length_penalty, args: {max_len: 32}}]"))
     with pytest.raises(ValueError, match=r"algorithm\.rewards\[0\]: reward 'length_penalty' needs the argument "
                                          r"max_completion_length in its args"):
         Trainer(recipe(tmp_path, "algorithm.rewards=[{name: length_penalty}]"))
-    with pytest.raises(ValueError, match=r"algorithm\.rewards\[0\]: reward 'xml_format' takes no arguments, got penalty"):
+    with pytest.raises(ValueError,
+                       match=r"algorithm\.rewards\[0\]: reward 'xml_format' takes no arguments, got penalty"):
         Trainer(recipe(tmp_path, "algorithm.rewards=[{name: xml_format, args: {penalty: 1}}]"))
-    with pytest.raises(ValueError, match=r"data\.prompt_template 'd2' is not a registered prompt template; did you mean 'd1'"):
+    with pytest.raises(ValueError,
+                       match=r"data\.prompt_template 'd2' is not a registered prompt template; did you mean 'd1'"):
         Trainer(recipe(tmp_path, "data.prompt_template=d2"))
 
 
@@ -203,7 +211,7 @@ def test_eval_keeps_the_best_checkpoint_and_stops_early(tmp_path):
 
 
 def test_lora_wraps_every_family_target_but_not_the_output_head(tmp_path):
-    from rl.policy import build_policy
+    from unmask.rl.training.policy import build_policy
     cfg = recipe(tmp_path, "model.use_peft=true", "model.lora_r=4")
     trainer = Trainer(cfg)
     lines = []

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import torch
 
-from rl.config import recipe_from_dict
-from rollouts.engine import RolloutEngine
-from rollouts.sampler_config import SamplerConfig
-from rollouts.tiny import make_tiny
+from unmask.rl.config import recipe_from_dict
+from unmask.rollouts.engine import RolloutEngine
+from unmask.rollouts.sampler_config import SamplerConfig
+from unmask.rollouts.tiny import make_tiny
 
 # vocabulary: 0..4 ordinary tokens, 5 = mask, 6 = EOS
 MASK, EOS, VOCAB = 5, 6, 7

@@ -2,9 +2,9 @@
 import torch
 from torch import nn
 
-from rollouts.adapter import ModelAdapter, TokenIds
-from rollouts.families import FAMILIES
-from rollouts.tokenizer import byte_tokenizer
+from unmask.rollouts.adapter import ModelAdapter, TokenIds
+from unmask.rollouts.families import FAMILIES
+from unmask.rollouts.tokenizer import byte_tokenizer
 
 MASK, EOS, EOT, VOCAB = 500, 501, 502, 512
 

@@ -4,10 +4,10 @@ import json
 import pytest
 import torch
 
-from rollouts.adapter import load_model
-from rollouts.families import DREAM_CHAT_TEMPLATE, FAMILIES, LLADA_CHAT_TEMPLATE
-from rollouts.tiny import make_tiny
 from tests.paths import DREAM_TINY, FIXTURES, GSM8K_TEST, LLADA_TINY
+from unmask.rollouts.adapter import load_model
+from unmask.rollouts.families import DREAM_CHAT_TEMPLATE, FAMILIES, LLADA_CHAT_TEMPLATE
+from unmask.rollouts.tiny import make_tiny
 
 
 def gsm8k_question() -> str:
@@ -33,8 +33,11 @@ def test_dream_fallback_template_renders_like_the_published_one(dream_tokenizer_
     adapter = load_model(DREAM_TINY, tokenizer=str(dream_tokenizer_dir), device="cpu")
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": gsm8k_question()},
                 {"role": "assistant", "content": "18"}, {"role": "user", "content": "Why?"}]
-    render = lambda tpl: adapter.tokenizer.apply_chat_template(messages, chat_template=tpl, tokenize=False,
-                                                                add_generation_prompt=True)
+
+    def render(tpl):
+        return adapter.tokenizer.apply_chat_template(messages, chat_template=tpl, tokenize=False,
+                                                     add_generation_prompt=True)
+
     assert render(DREAM_CHAT_TEMPLATE) == render(adapter.tokenizer.chat_template)
 
 
@@ -67,7 +70,8 @@ def test_every_lora_target_names_real_linear_layers(family):
 def test_lora_targets_wrap_through_peft():
     from peft import LoraConfig, get_peft_model
     adapter = make_tiny("llada")
-    peft_model = get_peft_model(adapter.model, LoraConfig(r=4, lora_alpha=8, target_modules=adapter.lora_target_modules))
+    peft_model = get_peft_model(adapter.model,
+                                LoraConfig(r=4, lora_alpha=8, target_modules=adapter.lora_target_modules))
     wrapped = [n for n, _ in peft_model.named_modules() if n.endswith(".lora_A")]
     # 7 linears per block × 2 blocks; the untied output head (also named ff_out) is wrapped too
     assert len(wrapped) == 15

@@ -3,11 +3,11 @@ import json
 
 import torch
 
-from rl.cli import main
-from rollouts.bench import BenchSetting, plain_loop
-from rollouts.sampler_config import SamplerConfig
-from rollouts.sampling import sample
-from rollouts.tiny import make_tiny
+from unmask.rl.cli import main
+from unmask.rollouts.bench import BenchSetting, plain_loop
+from unmask.rollouts.sampler_config import SamplerConfig
+from unmask.rollouts.sampling import sample
+from unmask.rollouts.tiny import make_tiny
 
 
 def test_plain_reference_loop_and_exact_mode_decode_identical_tokens():

@@ -7,11 +7,11 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from rollouts.adapter import load_model
-from rollouts.models.base import ModelConfigError
-from rollouts.models.checkpoint import CheckpointError
-from rollouts.tiny import make_tiny
 from tests.paths import DREAM_TINY, LLADA_TINY
+from unmask.rollouts.adapter import load_model
+from unmask.rollouts.models.base import ModelConfigError
+from unmask.rollouts.models.checkpoint import CheckpointError
+from unmask.rollouts.tiny import make_tiny
 
 
 def copy_checkpoint(src, dst):
@@ -65,7 +65,8 @@ def test_broken_sharded_index_names_the_problem(tmp_path):
     (path / "model.safetensors").unlink()
     index = path / "model.safetensors.index.json"
     index.write_text(json.dumps({"weight_map": {"a": "model-00001-of-00002.safetensors"}}))
-    with pytest.raises(CheckpointError, match=r"lists shards that are missing: \['model-00001-of-00002\.safetensors'\]"):
+    with pytest.raises(CheckpointError,
+                       match=r"lists shards that are missing: \['model-00001-of-00002\.safetensors'\]"):
         load_model(path)
     index.write_text(json.dumps({"metadata": {}}))
     with pytest.raises(CheckpointError, match="not a safetensors index"):
@@ -193,7 +194,8 @@ def test_a_missing_local_path_fails_at_once_without_reaching_the_hub(tmp_path, m
     for name in ("out/nope", "./nope", "../nope", "~/unmask-no-such-dir", "a/b/c", str(tmp_path / "nope")):
         with pytest.raises(CheckpointError, match=f"no such directory: {re.escape(name)}"):
             load_model(name)
-    with pytest.raises(CheckpointError, match=r"no such directory: out/run/checkpoint-5 \(out/run holds: checkpoint-2\)"):
+    with pytest.raises(CheckpointError,
+                       match=r"no such directory: out/run/checkpoint-5 \(out/run holds: checkpoint-2\)"):
         load_model("out/run/checkpoint-5")
     with pytest.raises(CheckpointError, match=r"no such adapter directory: out/lora"):
         load_model(LLADA_TINY, adapter="out/lora")
@@ -206,7 +208,7 @@ def test_a_missing_local_path_fails_at_once_without_reaching_the_hub(tmp_path, m
 
 
 def test_auto_dtype_is_bfloat16_on_a_gpu_and_float32_on_cpu(monkeypatch):
-    from rollouts.adapter import resolve_dtype
+    from unmask.rollouts.adapter import resolve_dtype
     assert resolve_dtype("auto", torch.device("cpu")) is torch.float32
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
     assert resolve_dtype("auto", torch.device("cuda:0")) is torch.bfloat16
@@ -214,8 +216,8 @@ def test_auto_dtype_is_bfloat16_on_a_gpu_and_float32_on_cpu(monkeypatch):
 
 
 def test_real_size_configs_parse_without_weights():
-    from rollouts.families import FAMILIES
     from tests.paths import FIXTURES
+    from unmask.rollouts.families import FAMILIES
     llada = json.loads((FIXTURES / "llada-chat" / "llada-8b-instruct-config.json").read_text())
     dream = json.loads((FIXTURES / "dream-tokenizer" / "dream-7b-instruct-config.json").read_text())
     with torch.device("meta"):

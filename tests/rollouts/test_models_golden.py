@@ -3,9 +3,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from rollouts.adapter import load_model
-from rollouts.tiny import make_tiny
 from tests.paths import DREAM_TINY, LLADA_TINY
+from unmask.rollouts.adapter import load_model
+from unmask.rollouts.tiny import make_tiny
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,8 @@ def test_left_padding_is_invisible(family):
     row = torch.randint(0, 256, (1, 10), generator=gen)
     padded = torch.cat([torch.full((1, 5), adapter.pad_id), row], dim=1)
     mask = torch.cat([torch.zeros(1, 5, dtype=torch.long), torch.ones(1, 10, dtype=torch.long)], dim=1)
-    both = adapter.logits(torch.cat([padded, torch.cat([row[:, :5], row], 1)]), torch.cat([mask, torch.ones_like(mask)]))
+    both = adapter.logits(torch.cat([padded, torch.cat([row[:, :5], row], 1)]),
+                          torch.cat([mask, torch.ones_like(mask)]))
     # Compared from the second real token: with Dream's shift the first real token's logits come from
     # the pad before it (as in Dream's reference code); a prompt's first token is never predicted.
     assert (both[0, 6:] - adapter.logits(row)[0, 1:]).abs().max() < 1e-5

@@ -3,10 +3,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from rollouts.adapter import load_model
-from rollouts.sampler_config import SamplerConfig
-from rollouts.sampling import sample
 from tests.paths import DREAM_TINY, LLADA_TINY
+from unmask.rollouts.adapter import load_model
+from unmask.rollouts.sampler_config import SamplerConfig
+from unmask.rollouts.sampling import sample
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 

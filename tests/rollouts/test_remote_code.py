@@ -5,9 +5,9 @@ import textwrap
 import pytest
 import torch
 
-from rollouts.adapter import load_model
-from rollouts.models.checkpoint import CheckpointError
-from rollouts.sampling import SamplerConfig, generate
+from unmask.rollouts.adapter import load_model
+from unmask.rollouts.models.checkpoint import CheckpointError
+from unmask.rollouts.sampling import SamplerConfig, generate
 
 CONFIG_PY = '''
 from transformers import PretrainedConfig

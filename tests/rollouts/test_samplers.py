@@ -2,13 +2,13 @@
 import pytest
 import torch
 
-from rollouts.adapter import left_pad
-from rollouts.engine import RolloutEngine
-from rollouts.sampler_config import SamplerConfig
-from rollouts.sampling import generate, sample
-from rollouts.schedules import ass_step_sizes, eoser_gamma, plan_blocks
-from rollouts.tiny import make_tiny
 from tests.rollouts.scripted import EOS, EOT, MASK, peaked, scripted_adapter
+from unmask.rollouts.adapter import left_pad
+from unmask.rollouts.engine import RolloutEngine
+from unmask.rollouts.sampler_config import SamplerConfig
+from unmask.rollouts.sampling import generate, sample
+from unmask.rollouts.schedules import ass_step_sizes, eoser_gamma, plan_blocks
+from unmask.rollouts.tiny import make_tiny
 
 PROMPT = torch.tensor([[10, 11, 12]])
 
@@ -30,7 +30,8 @@ def test_confidence_eos_eot_inf_commits_eos_and_eot_last():
 
 def test_logits_eos_inf_never_generates_eos():
     adapter = scripted_adapter(peaked([EOS] * 4, [0.99] * 4), 3)
-    traj = sample(adapter, PROMPT, config=SamplerConfig(max_completion_length=4, diffusion_steps=4, logits_eos_inf=True))
+    traj = sample(adapter, PROMPT,
+                  config=SamplerConfig(max_completion_length=4, diffusion_steps=4, logits_eos_inf=True))
     assert not (traj.completion_ids == EOS).any()
     assert (traj.rollout_logp < 0).all()  # the policy renormalised over the remaining tokens
 
@@ -105,7 +106,7 @@ def test_kv_cache_is_exact_while_the_context_is_unchanged(family):
     attn = torch.cat([mask, torch.ones(2, 12, dtype=torch.long)], 1)
     full, kv = adapter.model(x, attention_mask=attn, return_kv=True)
     lo, hi = 10, 14
-    from rollouts.models.layers import position_ids_from_mask
+    from unmask.rollouts.models.layers import position_ids_from_mask
     pos = position_ids_from_mask(attn, 2, x.shape[1], x.device)
     dual = kv.slice(0, lo).cat(kv.slice(hi))
     block = adapter.model(x[:, lo:hi], attention_mask=attn[:, lo:hi], position_ids=pos[:, lo:hi], past=dual)
@@ -168,7 +169,7 @@ def test_dream_top_p_nucleus_is_taken_on_the_temperature_scaled_distribution():
 
 @pytest.mark.parametrize("temperature", [0.0, 0.8])
 def test_exact_mode_tokens_are_identical_with_and_without_recording(temperature, monkeypatch):
-    from rollouts import sampling
+    from unmask.rollouts import sampling
     adapter = make_tiny("llada", seed=9)
     ids, mask = left_pad([[5, 6, 7, 8, 9], [30, 31]], adapter.pad_id)
     cfg = SamplerConfig(max_completion_length=16, diffusion_steps=8, block_length=8, temperature=temperature,

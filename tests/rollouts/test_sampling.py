@@ -4,10 +4,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rollouts.adapter import left_pad
-from rollouts.sampling import REMASKING, SamplerConfig, filter_logits, generate, gumbel_argmax
-from rollouts.schedules import dream_commit_count, llada_commit_counts
-from rollouts.tiny import make_tiny
+from unmask.rollouts.adapter import left_pad
+from unmask.rollouts.sampling import REMASKING, SamplerConfig, filter_logits, generate, gumbel_argmax
+from unmask.rollouts.schedules import dream_commit_count, llada_commit_counts
+from unmask.rollouts.tiny import make_tiny
 
 MODELS = {"llada": make_tiny("llada", seed=11), "dream": make_tiny("dream", seed=12)}
 PROMPTS = [[5, 6, 7, 8, 9, 10, 11], [40, 41, 42], [70, 71, 72, 73, 74]]
@@ -90,7 +90,10 @@ def test_gumbel_argmax_samples_the_tempered_softmax():
 def test_filter_logits_top_k_and_top_p():
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
     low = torch.finfo(logits.dtype).min
-    kept = lambda x: (x > low).sum().item()
+
+    def kept(x):
+        return (x > low).sum().item()
+
     assert kept(filter_logits(logits, 2, None)) == 2
     assert kept(filter_logits(logits, 0, None)) == 4 and kept(filter_logits(logits, None, 1.0)) == 4
     assert kept(filter_logits(logits, None, 0.7)) == 2  # 0.5 + 0.3 is the smallest set above 0.7

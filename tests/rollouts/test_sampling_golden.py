@@ -3,9 +3,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from rollouts.adapter import load_model
-from rollouts.sampling import SamplerConfig, generate
 from tests.paths import DREAM_TINY, LLADA_TINY
+from unmask.rollouts.adapter import load_model
+from unmask.rollouts.sampling import SamplerConfig, generate
 
 
 @pytest.mark.parametrize("name, steps, block", [("gen_s32_l32_b32", 32, 32), ("gen_s16_l32_b8", 16, 8),

@@ -3,7 +3,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from rollouts.tokenizer import TokenizerError, byte_tokenizer
+from unmask.rollouts.tokenizer import TokenizerError, byte_tokenizer
 
 TOK = byte_tokenizer(mask_token_id=500, eos_token_id=501, bos_token_id=502)
 

@@ -3,12 +3,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rollouts.adapter import left_pad
-from rollouts.sampling import policy_logits, policy_logprobs, sample
-from rollouts.sampler_config import REMASKING, SamplerConfig
-from rollouts.schedules import plan_blocks
-from rollouts.tiny import make_tiny
-from rollouts.trajectory import Trajectory
+from unmask.rollouts.adapter import left_pad
+from unmask.rollouts.sampler_config import REMASKING, SamplerConfig
+from unmask.rollouts.sampling import policy_logits, policy_logprobs, sample
+from unmask.rollouts.schedules import plan_blocks
+from unmask.rollouts.tiny import make_tiny
+from unmask.rollouts.trajectory import Trajectory
 
 MODELS = {"llada": make_tiny("llada", seed=21), "dream": make_tiny("dream", seed=22)}
 PROMPTS = [[5, 6, 7, 8, 9, 10, 11], [40, 41, 42], [70, 71, 72, 73, 74]]
@@ -41,8 +41,9 @@ def build_config(s) -> SamplerConfig:
     steps = 4 if s["schedule"] == "ass" else 8
     return SamplerConfig(
         max_completion_length=length, diffusion_steps=steps, block_length=length // s["blocks"],
-        temperature=s["temperature"], remasking=s["remasking"], schedule=s["schedule"], top_k=s["top_k"], top_p=s["top_p"],
-        cfg_scale=s["cfg_scale"], logits_eos_inf=s["logits_eos_inf"], confidence_eos_eot_inf=s["confidence_eos_eot_inf"],
+        temperature=s["temperature"], remasking=s["remasking"], schedule=s["schedule"], top_k=s["top_k"],
+        top_p=s["top_p"], cfg_scale=s["cfg_scale"], logits_eos_inf=s["logits_eos_inf"],
+        confidence_eos_eot_inf=s["confidence_eos_eot_inf"],
         eoser=s["eoser"] and s["remasking"] not in ("margin", "neg_entropy"), rcr=s["mode"] == "rcr",
         threshold=0.05 if s["mode"] == "threshold" else None, early_commit=s["mode"] == "early_commit",
         early_commit_gaps=[1.0, 0.5, 0.2], stop_at_eos=False)

@@ -1,0 +1,283 @@
+"""Log-prob estimators: how a masked diffusion LM's log-likelihood of a rollout is estimated.
+
+A dLLM's sequence likelihood is intractable, so every method scores the rollout through a few model
+inputs ("units") built from its trajectory record. An estimator returns :class:`Units` for the whole
+rollout batch — U inputs per row, the target tokens scored in each, and which positions count — and
+optionally combines the per-unit log-probs into the per-token values the loss sees:
+
+- ``one_step`` (d1's diffu-GRPO): one unit — the completion fully masked, each prompt token masked
+  with probability ``p_mask_prompt``; log p of every completion token (mean-field surrogate).
+- ``elbo_mc``: ``elbo_samples`` units — masking ratio t ~ U(0, 1), each completion token masked with
+  probability t, weight 1/t on the masked tokens; with ``elbo_coupled`` the draws come in
+  complementary pairs (t, mask) and (1 − t, ¬mask). Combined: the per-token ELBO contribution, whose
+  sum over the completion is an unbiased estimate of the sequence ELBO.
+- ``elbo_sdmc`` (GDPO): the t-integral by Gauss–Legendre quadrature on [0, 1] (``elbo_nodes``) with
+  ``elbo_masks_per_node`` random masks at each node.
+- ``trajectory`` (CJ-GRPO, TraceRL): one unit per recorded step s — the replayed state x_s, scoring the
+  tokens committed at s; steps selected by ``step_selection`` (all, every k-th, k at random, or merged
+  groups of k consecutive steps, each scored from the state before its first step).
+- ``step_prediction`` (MDPO): one unit per recorded step — x_s, scoring the step's full prediction
+  on its masked positions, optionally weighted by the rollout confidence and by L/|masked| (folded into
+  the unit's advantage); the k steps with the largest |advantage| per row (``step_selection: top_k``).
+
+Scoring uses the rollout's own policy (``rollouts.sampling.policy_logits``: mask token excluded, the
+sampler's filters), at ``logp_temperature`` (default: the rollout temperature, 1 for greedy rollouts),
+so a trajectory unit's log-prob is the value the sampler recorded.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from unmask.rollouts.adapter import ModelAdapter
+from unmask.rollouts.sampler_config import SamplerConfig
+from unmask.rollouts.sampling import policy_logits, policy_logprobs
+from unmask.rollouts.trajectory import Trajectory
+
+from .batch import RolloutBatch
+from .objective import register_estimator
+
+
+@dataclass
+class Units:
+    """The model inputs an estimator scores for B rows: U units per row."""
+
+    inputs: torch.Tensor        # [B, U, T] prompt ++ completion state
+    targets: torch.Tensor       # [B, U, L] completion tokens whose log-prob is taken (any id where not selected)
+    select: torch.Tensor        # [B, U, L] bool: positions scored in each unit
+    coef: torch.Tensor | None = None          # [B, U, L] combining weights (ELBO), None = no combining
+    loss_select: torch.Tensor | None = None   # [B, U', L] positions in the loss after combining (None = select)
+    loss_weight: torch.Tensor | None = None   # [B, U', L] per-token loss weight (MDPO confidence), None = 1
+    adv_index: torch.Tensor | None = None     # [B, U'] index into per-step advantages [B, S'], None = per-row
+    adv_scale: torch.Tensor | None = None     # [B, U'] multiplies the unit's advantage (MDPO's L/|M_t|)
+
+    @property
+    def num_units(self) -> int:
+        return self.inputs.shape[1]
+
+    def rows(self, index: slice) -> "Units":
+        return Units(**{k: None if v is None else v[index] for k, v in vars(self).items()})
+
+    def units(self, index: slice) -> "Units":
+        """The units ``index`` of every row (for chunked backward; only before combining)."""
+        return Units(self.inputs[:, index], self.targets[:, index], self.select[:, index],
+                     None if self.coef is None else self.coef[:, index])
+
+    @property
+    def scored(self) -> torch.Tensor:
+        """[B, U', L] positions in the loss."""
+        return self.select if self.loss_select is None else self.loss_select
+
+
+class Estimator:
+    """Base: per-unit log-probs pass through unchanged (one value per scored token and unit)."""
+
+    name = ""
+    combines = False  # True when units are summed into one value per token (the loss needs all of them)
+
+    def __init__(self, settings):
+        self.settings = settings
+
+    def units(self, batch: RolloutBatch, generator: torch.Generator) -> Units:
+        raise NotImplementedError
+
+    def combine(self, logp: torch.Tensor, units: Units) -> torch.Tensor:
+        return logp
+
+
+def loss_positions(traj: Trajectory, settings) -> torch.Tensor:
+    """[B, L] completion positions that enter the loss: up to and including the first EOS."""
+    if getattr(settings, "score_eos_padding", False):
+        return torch.ones_like(traj.completion_mask, dtype=torch.bool)
+    return traj.completion_mask.bool()
+
+
+def sampler_of(traj: Trajectory) -> SamplerConfig:
+    return SamplerConfig(**traj.sampler)
+
+
+def scoring_temperature(traj: Trajectory, settings) -> float:
+    t = getattr(settings, "logp_temperature", None)
+    if t is not None:
+        return float(t)
+    return float(traj.sampler.get("temperature") or 0.0) or 1.0
+
+
+def unit_logprobs(adapter: ModelAdapter, inputs: torch.Tensor, attention_mask: torch.Tensor,
+                  targets: torch.Tensor, sampler: SamplerConfig, temperature: float) -> torch.Tensor:
+    """log p(target) [B, U, L] at every completion position of every unit: one forward of B·U rows."""
+    b, u, t = inputs.shape
+    length = targets.shape[-1]
+    attn = attention_mask.unsqueeze(1).expand(b, u, t).reshape(b * u, t)
+    logits = adapter.logits(inputs.reshape(b * u, t), attn)[:, t - length:]
+    logp = policy_logprobs(policy_logits(logits, sampler, adapter.mask_id, adapter.eos_id), temperature)
+    return logp.gather(-1, targets.reshape(b * u, length, 1).clamp(min=0)).reshape(b, u, length)
+
+
+def _with_completion(traj: Trajectory, completion: torch.Tensor, prompt: torch.Tensor | None = None) -> torch.Tensor:
+    """[B, U, T] inputs from completion states [B, U, L] (prompt [B, P] or per unit [B, U, P])."""
+    prompt = traj.prompt_ids if prompt is None else prompt
+    if prompt.dim() == 2:
+        prompt = prompt.unsqueeze(1).expand(-1, completion.shape[1], -1)
+    return torch.cat([prompt, completion], dim=2)
+
+
+@register_estimator("one_step")
+class OneStep(Estimator):
+    name = "one_step"
+
+    def units(self, batch, generator):
+        traj = batch.traj
+        p = self.settings.p_mask_prompt
+        noise = torch.rand(traj.prompt_ids.shape, generator=generator, device="cpu").to(traj.prompt_ids.device)
+        prompt = traj.prompt_ids.masked_fill((noise < p) & traj.prompt_mask.bool(), traj.mask_id)
+        masked = torch.full_like(traj.completion_ids, traj.mask_id)
+        return Units(inputs=_with_completion(traj, masked.unsqueeze(1), prompt.unsqueeze(1)),
+                     targets=traj.completion_ids.unsqueeze(1),
+                     select=loss_positions(traj, self.settings).unsqueeze(1))
+
+
+class _Elbo(Estimator):
+    """Units at masking ratios t with combining weights; the combined value per token is its ELBO term."""
+
+    combines = True
+
+    def ratios(self, batch_size: int,
+               generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(t [B, U], weight [B, U] multiplying 1/t, complement-of [U] index or None)."""
+        raise NotImplementedError
+
+    def units(self, batch, generator):
+        traj = batch.traj
+        b, length = traj.completion_ids.shape
+        t, w, pair = self.ratios(b, generator)
+        u = t.shape[1]
+        noise = torch.rand((b, u, length), generator=generator, dtype=torch.float64)
+        masked = noise < t.unsqueeze(-1)
+        if pair is not None:  # complementary draws: the second of a pair masks exactly what the first left
+            second = torch.arange(u) % 2 == 1
+            masked[:, second] = ~masked[:, pair[second]]
+        dev = traj.completion_ids.device
+        masked = masked.to(dev)
+        scored = loss_positions(traj, self.settings)
+        coef = torch.where(masked, (w / t).float().unsqueeze(-1).to(dev), torch.zeros((), device=dev))
+        completion = traj.completion_ids.unsqueeze(1).expand(b, u, length).masked_fill(masked, traj.mask_id)
+        return Units(inputs=_with_completion(traj, completion),
+                     targets=traj.completion_ids.unsqueeze(1).expand(b, u, length),
+                     select=masked & scored.unsqueeze(1), coef=coef,
+                     loss_select=scored.unsqueeze(1))
+
+    def combine(self, logp, units):
+        return (logp * units.coef * units.select).sum(1, keepdim=True)
+
+
+@register_estimator("elbo_mc")
+class ElboMonteCarlo(_Elbo):
+    name = "elbo_mc"
+
+    def ratios(self, batch_size, generator):
+        k = self.settings.elbo_samples
+        t = torch.rand((batch_size, k), generator=generator, dtype=torch.float64)
+        pair = None
+        if self.settings.elbo_coupled:
+            t[:, 1::2] = 1 - t[:, 0::2]
+            pair = torch.arange(k) - (torch.arange(k) % 2)  # each odd draw complements the draw before it
+        return t, torch.full_like(t, 1.0 / k), pair
+
+
+def gauss_legendre_01(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes and weights of n-point Gauss–Legendre quadrature on [0, 1] (weights sum to 1)."""
+    x, w = np.polynomial.legendre.leggauss(n)
+    return (x + 1) / 2, w / 2
+
+
+@register_estimator("elbo_sdmc")
+class ElboSemiDeterministic(_Elbo):
+    name = "elbo_sdmc"
+
+    def ratios(self, batch_size, generator):
+        nodes, weights = gauss_legendre_01(self.settings.elbo_nodes)
+        k = self.settings.elbo_masks_per_node
+        t = torch.tensor(np.repeat(nodes, k), dtype=torch.float64).expand(batch_size, -1).clone()
+        w = torch.tensor(np.repeat(weights / k, k), dtype=torch.float64).expand(batch_size, -1).clone()
+        return t, w, None
+
+
+def select_steps(num_steps: int, batch_size: int, settings, generator: torch.Generator,
+                 scores: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which of ``num_steps`` recorded steps become units: indices (first [B, U], last + 1 [B, U]); a
+    unit covers [first, end) — one step, or k merged ones. ``scores`` [B, S] rank steps for ``top_k``."""
+    k = min(settings.step_k, num_steps)
+    rule = settings.step_selection
+    steps = torch.arange(num_steps)
+    if rule == "all":
+        first = steps.expand(batch_size, -1)
+        return first, first + 1
+    if rule == "every_k":
+        first = steps[::settings.step_k].expand(batch_size, -1)
+        return first, first + 1
+    if rule == "merge":
+        first = steps[::settings.step_k].expand(batch_size, -1)
+        return first, (first + settings.step_k).clamp(max=num_steps)
+    if rule == "random":
+        first = torch.rand((batch_size, num_steps), generator=generator).argsort(1)[:, :k].sort(1).values
+        return first, first + 1
+    if rule == "top_k":
+        if scores is None:
+            raise ValueError("step_selection 'top_k' ranks steps by |advantage|, which needs per-step advantages "
+                             "(advantage: mdpo_stepwise)")
+        first = scores.abs().argsort(dim=1, descending=True, stable=True)[:, :k].sort(1).values
+        return first, first + 1
+    raise ValueError(f"unknown step_selection {rule!r}")
+
+
+@register_estimator("trajectory")
+class TrajectorySteps(Estimator):
+    name = "trajectory"
+
+    def units(self, batch, generator):
+        traj = batch.traj
+        scored = loss_positions(traj, self.settings)
+        active = traj.commit_step[traj.commit_step >= 0].unique().long().cpu()  # steps that committed something
+        lo, hi = select_steps(len(active), traj.batch_size, self.settings, generator)
+        first, end = active[lo].to(traj.commit_step.device), (active[hi - 1] + 1).to(traj.commit_step.device)
+        c = traj.commit_step.unsqueeze(1).long()
+        select = (c >= first.unsqueeze(-1)) & (c < end.unsqueeze(-1)) & scored.unsqueeze(1)
+        states = torch.stack([traj.state(first[:, u]) for u in range(first.shape[1])], 1)
+        u = first.shape[1]
+        return Units(inputs=states, targets=traj.completion_ids.unsqueeze(1).expand(-1, u, -1), select=select)
+
+
+@register_estimator("step_prediction")
+class StepPrediction(Estimator):
+    name = "step_prediction"
+
+    def units(self, batch, generator):
+        traj = batch.traj
+        if "step_predictions" not in traj.extras:
+            raise ValueError("the step_prediction estimator (MDPO) needs each step's full prediction: roll out "
+                             "with record_predictions=True (rollout.record_predictions: true)")
+        preds = traj.extras["step_predictions"].long()        # [B, S', L], -1 where not predicted
+        conf = traj.extras["step_confidences"]                # [B, S', L]
+        steps = traj.extras["prediction_steps"].long()        # [B, S'] global step of each slice
+        adv = batch.advantages if batch.advantages is not None and batch.advantages.dim() == 2 else None
+        index, _ = select_steps(preds.shape[1], traj.batch_size, self.settings, generator,
+                                None if adv is None else adv.cpu())
+        index = index.to(preds.device)
+        rows = torch.arange(traj.batch_size, device=preds.device).unsqueeze(1)
+        states = torch.stack([traj.state(steps[rows[:, 0], index[:, u]]) for u in range(index.shape[1])], 1)
+        plen = traj.prompt_ids.shape[1]
+        targets = preds[rows, index]                          # [B, U, L]
+        select = (states[..., plen:] == traj.mask_id) & (targets >= 0)
+        count = select.sum(-1)
+        weight = conf[rows, index].nan_to_num(0.0) if self.settings.confidence_weighting else None
+        scale = (traj.completion_length / count.clamp(min=1)).float() if self.settings.confidence_weighting else None
+        return Units(inputs=states, targets=targets, select=select, loss_weight=weight, adv_index=index,
+                     adv_scale=scale)
+
+
+def build_estimator(settings) -> Estimator:
+    from .objective import ESTIMATORS
+    return ESTIMATORS.get(settings.estimator, "algorithm.estimator")(settings)

@@ -1,0 +1,191 @@
+"""The ``algorithm`` section: the RL method (estimator × advantage × loss), clipping, KL and the rewards."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .schema import ConfigError, _bound, _join, _nonempty
+
+
+@dataclass
+class RewardSpec:
+    """One weighted reward function of the recipe, looked up by name in the rewards registry."""
+
+    name: str = field(
+        metadata={"help": "Reward function name, resolved in the rewards registry (e.g. 'gsm8k_correct')."},
+    )
+    weight: float = field(default=1.0, metadata={"help": "Multiplier of this reward in the summed scalar reward."})
+    args: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"help": "Keyword arguments of a configurable reward, e.g. {max_completion_length: 256, penalty: "
+                          "-1.0} for length_penalty; checked against its signature before any weights load."},
+    )
+
+    def validate(self, where: str = "reward") -> None:
+        _nonempty(self, where, "name")
+        if not math.isfinite(self.weight):
+            raise ConfigError(f"{where}.weight must be a finite number, got {self.weight!r}")
+
+
+def _d1_rewards() -> list[RewardSpec]:
+    return [RewardSpec("gsm8k_correct", 2.0), RewardSpec("xml_format", 0.5)]
+
+
+@dataclass
+class AlgorithmConfig:
+    """The RL method: log-prob estimator × advantage × loss, with clipping, KL and rewards.
+
+    ``name`` picks a named composition (``rl.algorithms.methods``); fields the recipe leaves out take that
+    method's defaults, and any of them can be overridden (e.g. ``diffu_grpo`` with ``loss_type: grpo``).
+    """
+
+    name: str = field(
+        default="diffu_grpo",
+        metadata={"help": "Named method (rl/algorithms/methods.py): diffu_grpo, gdpo, mdpo, cj_grpo; its defaults fill "
+                          "the fields the recipe leaves out."},
+    )
+    estimator: str = field(
+        default="one_step",
+        metadata={"help": "Log-prob estimator (rl/algorithms/estimators.py): one_step (d1), elbo_mc, elbo_sdmc (GDPO), "
+                          "trajectory (CJ-GRPO, TraceRL), step_prediction (MDPO)."},
+    )
+    advantage: str = field(
+        default="group",
+        metadata={"help": "Advantage estimator (rl/algorithms/advantages.py): group (r - group mean, optional std "
+                          "scaling) or mdpo_stepwise (per-step, from intermediate rewards)."},
+    )
+    loss: str = field(
+        default="clipped",
+        metadata={"help": "Policy loss (rl/algorithms/losses.py): clipped (PPO/GRPO surrogate) or reinforce (plain "
+                          "policy gradient, no ratio)."},
+    )
+    beta: float = field(
+        default=0.04,
+        metadata={"help": "KL penalty coefficient against the reference model; 0 skips the reference model."},
+    )
+    kl_estimator: Literal["k3", "k2"] = field(
+        default="k3",
+        metadata={"help": "Per-token KL estimator: k3 = exp(ref-new) - (ref-new) - 1 (d1, CJ-GRPO), k2 = (new-ref)^2 / "
+                          "2 (MDPO)."},
+    )
+    epsilon: float = field(
+        default=0.5,
+        metadata={"help": "Lower clipping range of the importance ratio (ratio >= 1 - epsilon)."},
+    )
+    epsilon_high: float | None = field(
+        default=None,
+        metadata={"help": "Upper clipping range (ratio <= 1 + epsilon_high); null uses epsilon (DAPO's clip-higher "
+                          "sets it larger)."},
+    )
+    num_iterations: int = field(
+        default=4,
+        metadata={"help": "Policy updates per generated batch (mu in GRPO); >1 reuses rollouts with importance "
+                          "ratios."},
+    )
+    loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo"] = field(
+        default="bnpo",
+        metadata={"help": "Loss normalisation: per-sequence mean (grpo; per unit, then over units, for per-step "
+                          "estimators), constant length (dr_grpo), tokens in the global batch (dapo) or in the local "
+                          "batch (bnpo)."},
+    )
+    scale_rewards: Literal["group", "batch", "none"] = field(
+        default="none",
+        metadata={"help": "Divide advantages by the reward std of the group, of the batch, or not at all."},
+    )
+    importance_sampling_level: Literal["token", "sequence", "sequence_sum"] = field(
+        default="token",
+        metadata={"help": "Importance ratio per token (GRPO), per sequence from the mean log-ratio (GSPO), or per "
+                          "sequence from the summed log-ratio, i.e. the ELBO ratio, with the loss divided by the "
+                          "length (GDPO)."},
+    )
+    p_mask_prompt: float = field(
+        default=0.15,
+        metadata={"help": "Probability of masking each prompt token when estimating log-probs (d1's random prompt "
+                          "masking)."},
+    )
+    elbo_nodes: int = field(
+        default=3,
+        metadata={"help": "elbo_sdmc: Gauss-Legendre quadrature nodes over the masking ratio t."},
+    )
+    elbo_masks_per_node: int = field(default=1, metadata={"help": "elbo_sdmc: random masks drawn at each node."})
+    elbo_samples: int = field(default=2, metadata={"help": "elbo_mc: (t, mask) draws per sequence (forward passes)."})
+    elbo_coupled: bool = field(
+        default=False,
+        metadata={"help": "elbo_mc: draw masks in complementary pairs (mask with ratio t, then its complement with "
+                          "ratio 1-t), so every token is scored once per pair."},
+    )
+    step_selection: Literal["all", "top_k", "every_k", "merge", "random"] = field(
+        default="all",
+        metadata={"help": "Per-step estimators: which recorded steps are trained: all, the step_k with the largest "
+                          "|advantage| (MDPO), every step_k-th, groups of step_k consecutive steps merged into one "
+                          "(TraceRL's shrink), or step_k at random."},
+    )
+    step_k: int = field(default=8, metadata={"help": "The k of step_selection."})
+    confidence_weighting: bool = field(
+        default=False,
+        metadata={"help": "step_prediction: weight each token by its rollout confidence and each step by L/|masked| "
+                          "(MDPO)."},
+    )
+    filter_zero_std_groups: bool = field(
+        default=False,
+        metadata={"help": "Drop groups whose rewards are all equal from the loss (their advantage is 0); the fraction "
+                          "is logged either way."},
+    )
+    old_logp: Literal["recompute", "rollout"] = field(
+        default="recompute",
+        metadata={"help": "Old-policy log-probs for num_iterations > 1: recomputed by an exact forward before the "
+                          "first update, or (trajectory estimator only) the rollout's recorded values."},
+    )
+    logp_temperature: float | None = field(
+        default=None,
+        metadata={"help": "Temperature applied to logits when scoring; null uses the rollout temperature (1 for greedy "
+                          "rollouts)."},
+    )
+    score_eos_padding: bool = field(
+        default=False,
+        metadata={"help": "Also score the EOS padding after a completion's first EOS (CJ-GRPO's reference does); "
+                          "default scores tokens up to and including the first EOS."},
+    )
+    backward_chunk: int | None = field(
+        default=None,
+        metadata={"help": "Units (steps, ELBO samples) per backward pass; null backpropagates all at once. 1 keeps "
+                          "peak activation memory at one forward for per-step estimators."},
+    )
+    rewards: list[RewardSpec] = field(
+        default_factory=_d1_rewards,
+        metadata={"help": "Weighted reward functions; each name resolves in the rewards registry."},
+    )
+
+    @property
+    def clip_high(self) -> float:
+        return self.epsilon if self.epsilon_high is None else self.epsilon_high
+
+    def validate(self, where: str = "algorithm") -> None:
+        _nonempty(self, where, "name", "estimator", "advantage", "loss")
+        from unmask.rl.algorithms.methods import METHODS
+        from unmask.rl.algorithms.objective import ADVANTAGES, ESTIMATORS, POLICY_LOSSES
+        for key, registry in (("name", METHODS), ("estimator", ESTIMATORS), ("advantage", ADVANTAGES),
+                              ("loss", POLICY_LOSSES)):
+            try:
+                registry.get(getattr(self, key), _join(where, key))
+            except KeyError as e:
+                raise ConfigError(str(e)) from None
+        _bound(self, where, "beta", 0.0)
+        _bound(self, where, ("epsilon", "epsilon_high"), 0.0, strict=True)
+        _bound(self, where, ("num_iterations", "elbo_nodes", "elbo_masks_per_node", "elbo_samples", "step_k",
+                             "backward_chunk"), 1)
+        _bound(self, where, "p_mask_prompt", 0.0, hi=1.0)
+        _bound(self, where, "logp_temperature", 0.0, strict=True)
+        if self.elbo_coupled and self.elbo_samples % 2:
+            raise ConfigError(f"{where}.elbo_coupled draws masks in pairs; set {where}.elbo_samples to an even number")
+        if self.old_logp == "rollout" and self.estimator != "trajectory":
+            raise ConfigError(f"{where}.old_logp 'rollout' reuses the rollout's recorded log-probs, which only the "
+                              f"'trajectory' estimator scores; use 'recompute' with {self.estimator!r}")
+        if self.advantage == "mdpo_stepwise" and self.estimator != "step_prediction":
+            raise ConfigError(f"{where}.advantage 'mdpo_stepwise' gives one advantage per recorded step; it needs "
+                              f"{where}.estimator 'step_prediction'")
+        if not self.rewards:
+            raise ConfigError(f"{where}.rewards is empty; list at least one reward, e.g. [{{name: gsm8k_correct}}]")
+        for i, spec in enumerate(self.rewards):
+            spec.validate(f"{where}.rewards[{i}]")

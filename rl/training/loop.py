@@ -1,0 +1,107 @@
+"""One RL step, readable top to bottom: prompts → rollouts → rewards → advantages → policy update.
+
+    traj     = engine.rollout(prompts, num_generations=G, seed)      # rollouts/: the trajectory record
+    scores   = score(prompt ids, completion ids, dataset rows)        # rewards/ (or any scorer)
+    batch    = RolloutBatch(traj, scores.total, G, mask_seeds)
+    compute_advantages(batch)                                         # group-relative or MDPO step-wise
+    update.run(batch, optimizer_step)                                 # num_iterations optimizer steps
+
+The scorer is given once and sees token ids, so the same step serves tokenizer-free toy tasks and text rewards
+(the trainer's scorer decodes them and calls the recipe's reward functions). For MDPO it also scores every recorded
+step's full prediction (the step's committed tokens plus its predictions for the masked positions). The step returns
+what it measured: the update's metrics, each reward's mean and the scores of the final completions.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+
+from unmask.rl.algorithms.advantages import compute_advantages
+from unmask.rl.algorithms.batch import RolloutBatch
+from unmask.rollouts.engine import RolloutEngine
+from unmask.rollouts.trajectory import Trajectory
+
+from .update import PolicyUpdate
+
+
+@dataclass
+class Scores:
+    """A scorer's verdict on N completions."""
+
+    total: Sequence[float] | torch.Tensor  #: [N] the reward of each completion
+    per_reward: dict[str, list[float | None]] = field(default_factory=dict)  #: each named reward's values
+    prompts: list[str] | None = None  #: the decoded prompts and completions, for logging samples
+    texts: list[str] | None = None
+
+
+# (prompt ids of each completion [N], completion ids [N, L], the dataset row of each completion [N]) -> Scores
+Scorer = Callable[[list[list[int]], torch.Tensor, list[Any]], Scores]
+
+
+@dataclass
+class StepResult:
+    """What one RL step measured."""
+
+    metrics: dict[str, float]  #: the update's loss metrics, reward statistics and rollout speed
+    reward_means: dict[str, float]  #: ``rewards/<name>``: each reward's mean over the final completions
+    scores: Scores  #: the final completions' scores (the samples to log)
+
+
+def step_prediction_ids(traj: Trajectory) -> torch.Tensor:
+    """[B, S', L] the full prediction of every recorded step: its predictions where it made them,
+    the state's tokens (committed, or mask) elsewhere."""
+    preds = traj.extras["step_predictions"].long()
+    steps = traj.extras["prediction_steps"].long()
+    plen = traj.prompt_ids.shape[1]
+    states = torch.stack([traj.state(steps[:, j])[:, plen:] for j in range(steps.shape[1])], 1)
+    return torch.where(preds >= 0, preds, states)
+
+
+def prompt_rows(traj: Trajectory) -> list[list[int]]:
+    return [row[mask.bool()].tolist() for row, mask in zip(traj.prompt_ids, traj.prompt_mask)]
+
+
+def reward_means(per_reward: dict[str, list[float | None]], prefix: str) -> dict[str, float]:
+    """Mean of each reward over the batch (None counted as 0), keyed ``prefix + name``."""
+    return {prefix + k: sum(v or 0.0 for v in vals) / len(vals) for k, vals in per_reward.items()}
+
+
+class RLStep:
+    """Rollout, score and update for one batch of prompts (see the module docstring)."""
+
+    def __init__(self, engine: RolloutEngine, update: PolicyUpdate, score: Scorer, num_generations: int):
+        self.engine, self.update, self.score, self.num_generations = engine, update, score, num_generations
+
+    def __call__(self, prompts: Sequence, optimizer_step: Callable[[], None], seed: int,
+                 rows: Sequence | None = None) -> StepResult:
+        """``rows``: each prompt's dataset row, handed to the scorer with its completions (default: the prompts)."""
+        settings = self.update.settings
+        self.engine.adapter.model.eval()
+        with self.update.backend.full_parameters():  # ZeRO-3: one gather for the whole rollout
+            traj = self.engine.rollout(prompts, num_generations=self.num_generations, seed=seed)
+        ids = prompt_rows(traj)
+        rows = [(prompts if rows is None else rows)[i // self.num_generations] for i in range(traj.batch_size)]
+        scores = self.score(ids, traj.completion_ids, rows)
+        rewards = torch.as_tensor(scores.total).float().nan_to_num(0.0)
+        step_rewards = None
+        if settings.advantage == "mdpo_stepwise":
+            preds = step_prediction_ids(traj)
+            b, s, length = preds.shape
+            index = [i for i in range(b) for _ in range(s)]
+            step_scores = self.score([ids[i] for i in index], preds.reshape(b * s, length), [rows[i] for i in index])
+            step_rewards = torch.as_tensor(step_scores.total).float().nan_to_num(0.0).reshape(b, s)
+        rng = random.Random(seed)
+        batch = RolloutBatch(traj, rewards, self.num_generations,
+                             mask_seeds=[rng.randrange(2 ** 31) for _ in range(settings.num_iterations)],
+                             step_rewards=step_rewards)
+        compute_advantages(batch, settings)
+        metrics = self.update.run(batch, optimizer_step)
+        stats = RolloutEngine.stats(traj)
+        metrics.update(batch.metrics)
+        metrics.update({"rollout/nfe": float(stats.nfe), "rollout/seconds": stats.seconds,
+                        "rollout/tokens_per_second": stats.tokens_per_second,
+                        "completions/mean_length": stats.mean_completion_length})
+        return StepResult(metrics, reward_means(scores.per_reward, "rewards/"), scores)

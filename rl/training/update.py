@@ -1,0 +1,196 @@
+"""One rollout batch → ``num_iterations`` optimizer steps of the configured objective.
+
+For each inner iteration j the estimator builds its units for the whole batch from ``mask_seeds[j]``
+(so micro-batching never changes the masks), and — before any update — the old policy's and the
+reference's log-probs on them are computed without gradients. Each iteration then accumulates the
+gradient over micro-batches of rows and calls ``optimizer_step``.
+
+Memory: with ``backward_chunk`` = c, a micro-batch's U units are backpropagated c at a time, so peak
+activation memory is that of c units' forward, not U. For losses that are sums of per-token terms
+(token-level ratios, no combining) each chunk's loss is exact on its own. Otherwise (sequence-level
+ratios, ELBO combining) one gradient-free pass first fixes every unit's log-prob; each chunk then
+recomputes its own units with gradients and the loss is evaluated on the detached rest, which gives
+exactly the full gradient split over chunks — at the cost of that extra gradient-free forward.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from unmask.rl.algorithms.batch import RolloutBatch
+from unmask.rl.algorithms.estimators import (
+    Estimator,
+    Units,
+    build_estimator,
+    sampler_of,
+    scoring_temperature,
+    unit_logprobs,
+)
+from unmask.rl.algorithms.losses import Norms, policy_objective
+from unmask.rollouts.adapter import ModelAdapter
+
+from .distributed import SingleProcess
+from .reference import ReferencePolicy
+
+
+@dataclass
+class IterationPlan:
+    units: Units
+    old: torch.Tensor | None   # [B, U', L] after combining; None = the current policy (ratio 1)
+    ref: torch.Tensor | None
+
+
+class PolicyUpdate:
+    """Runs the inner iterations of one rollout batch (see the module docstring)."""
+
+    def __init__(self, adapter: ModelAdapter, settings, *, micro_batch_size: int | None = None,
+                 reference: ReferencePolicy | None = None, backend=None):
+        self.adapter, self.settings = adapter, settings
+        self.estimator: Estimator = build_estimator(settings)
+        self.micro_batch_size, self.reference = micro_batch_size, reference
+        self.backend = backend if backend is not None else SingleProcess()
+        # DeepSpeed averages gradients over ranks; losses normalised by batch-wide (all-rank) counts are
+        # scaled back to a sum. bnpo's normaliser is local by definition, so ranks average it as in TRL.
+        self.loss_scale = 1 if settings.loss_type == "bnpo" else self.backend.world_size
+        if settings.beta > 0 and reference is None:
+            raise ValueError("algorithm.beta > 0 needs a reference policy; set beta: 0 or pass reference=")
+
+    # ---- scoring -------------------------------------------------------------------------------
+    def _logprobs(self, adapter: ModelAdapter, batch: RolloutBatch, units: Units, lo: int, hi: int,
+                  rows: slice = slice(None)) -> torch.Tensor:
+        """Log-probs [B, hi − lo, L] of units lo..hi (``units`` already restricted to ``rows``)."""
+        traj = batch.traj
+        return unit_logprobs(adapter, units.inputs[:, lo:hi], traj.attention_mask()[rows], units.targets[:, lo:hi],
+                             sampler_of(traj), scoring_temperature(traj, self.settings)).float()
+
+    def _chunks(self, units: Units) -> list[tuple[int, int]]:
+        n = units.num_units
+        size = self.settings.backward_chunk or n
+        return [(lo, min(lo + size, n)) for lo in range(0, n, size)]
+
+    @torch.no_grad()
+    def _score_combined(self, adapter: ModelAdapter, batch: RolloutBatch, units: Units) -> torch.Tensor:
+        logp = torch.cat([self._logprobs(adapter, batch, units, lo, hi) for lo, hi in self._chunks(units)], 1)
+        return self.estimator.combine(logp, units)
+
+    def plan(self, batch: RolloutBatch) -> list[IterationPlan]:
+        """Units, old and reference log-probs of every inner iteration, before any update."""
+        s = self.settings
+        if len(batch.mask_seeds) < s.num_iterations:
+            raise ValueError(f"the batch carries {len(batch.mask_seeds)} mask seeds for {s.num_iterations} iterations")
+        plans = []
+        for j in range(s.num_iterations):
+            units = self.estimator.units(batch, torch.Generator().manual_seed(int(batch.mask_seeds[j])))
+            old = ref = None
+            if s.num_iterations > 1:
+                if s.old_logp == "rollout":
+                    old = batch.traj.rollout_logp.unsqueeze(1).expand_as(units.select).float()
+                else:
+                    old = self._score_combined(self.adapter, batch, units)
+            if s.beta > 0:
+                with self.reference.use() as ref_adapter:
+                    ref = self._score_combined(ref_adapter, batch, units)
+            plans.append(IterationPlan(units, old, ref))
+        return plans
+
+    # ---- one micro-batch -------------------------------------------------------------------------
+    def _advantages(self, batch: RolloutBatch, rows: slice, units: Units) -> torch.Tensor:
+        adv = batch.advantages[rows]
+        if adv.dim() == 2:  # per recorded step: gather the units' steps
+            adv = adv.gather(1, units.adv_index)
+        else:
+            adv = adv.unsqueeze(1).expand(-1, units.scored.shape[1])
+        if units.adv_scale is not None:
+            adv = adv * units.adv_scale
+        return adv.float()
+
+    def _micro_step(self, batch: RolloutBatch, plan: IterationPlan, rows: slice, norms: Norms) -> dict:
+        s = self.settings
+        units = plan.units.rows(rows)
+        keep = batch.keep[rows].view(-1, 1, 1)
+        scored = units.scored & keep
+        adv = self._advantages(batch, rows, units)
+        old = None if plan.old is None else plan.old[rows]
+        ref = None if plan.ref is None else plan.ref[rows]
+
+        def objective(logp):
+            return policy_objective(self.estimator.combine(logp, units), old, ref, adv, scored, units.loss_weight, s,
+                                    norms)
+
+        def score(lo, hi):
+            return self._logprobs(self.adapter, batch, units, lo, hi, rows)
+
+        chunks = self._chunks(units)
+        if len(chunks) == 1:
+            loss, info = objective(score(*chunks[0]))
+            self.backend.backward(loss * self.loss_scale)
+            return _summary(loss, info, scored)
+        separable = not self.estimator.combines and s.importance_sampling_level == "token"
+        if separable:  # each token's loss depends on its own unit only: the other units' values are not needed
+            base = torch.zeros(units.select.shape, device=units.select.device)
+        else:
+            with torch.no_grad():
+                base = torch.cat([score(lo, hi) for lo, hi in chunks], 1)
+        for lo, hi in chunks:
+            live = score(lo, hi)
+            loss, _ = objective(torch.cat([base[:, :lo], live, base[:, hi:]], 1))
+            self.backend.backward(loss * self.loss_scale)
+            base[:, lo:hi] = live.detach()
+        with torch.no_grad():
+            loss, info = objective(base)
+        return _summary(loss, info, scored)
+
+    # ---- the iterations ----------------------------------------------------------------------------
+    def run(self, batch: RolloutBatch, optimizer_step: Callable[[], None]) -> dict[str, float]:
+        """All inner iterations; ``optimizer_step`` applies (clips, steps, zeroes) the accumulated gradient.
+        Backward passes, cross-rank sums and parameter gathering go through ``backend`` (rl.distributed)."""
+        if batch.advantages is None or batch.keep is None:
+            raise ValueError("compute advantages first (rl.advantages.compute_advantages)")
+        with self.backend.full_parameters():
+            plans = self.plan(batch)
+        model = self.adapter.model
+        was_training = model.training
+        model.train()
+        size = self.micro_batch_size or batch.size
+        micro = [slice(i, i + size) for i in range(0, batch.size, size)]
+        history: list[dict] = []
+        try:
+            for plan in plans:
+                scored = plan.units.scored & batch.keep.view(-1, 1, 1)
+                norms = Norms(rows=round(self.backend.sum(int(batch.keep.sum()))),
+                              tokens=round(self.backend.sum(int(scored.sum()))),
+                              length=batch.traj.completion_length, micro_batches=len(micro))
+                with self.backend.accumulate():
+                    merged = _merge([self._micro_step(batch, plan, rows, norms) for rows in micro])
+                merged["loss"] = (merged["loss"][0], 1.0)  # the iteration's loss is the sum over micro-batches
+                optimizer_step()
+                history.append(merged)
+        finally:
+            model.train(was_training)
+        return finalize_metrics(_merge(history))
+
+
+def _summary(loss: torch.Tensor, info: dict[str, torch.Tensor], scored: torch.Tensor) -> dict:
+    """Token-weighted sums of the diagnostics (merged across micro-batches and iterations)."""
+    n = float(scored.sum())
+    out = {"loss": (float(loss.detach()), 1.0)}
+    for key, value in info.items():
+        out[key] = (float((value.float() * scored).sum()), n)
+    return out
+
+
+def _merge(parts: list[dict]) -> dict:
+    keys = {k for p in parts for k in p}
+    merged = {}
+    for k in keys:
+        total = sum(p[k][0] for p in parts if k in p)
+        count = sum(p[k][1] for p in parts if k in p)
+        merged[k] = (total, count)
+    return merged
+
+
+def finalize_metrics(merged: dict) -> dict[str, float]:
+    """Means of the merged diagnostics (loss: mean over micro-batches and iterations)."""
+    return {k: (t / c if c else 0.0) for k, (t, c) in sorted(merged.items())}

@@ -1,0 +1,50 @@
+"""Rows of a dataset (dicts of columns) for training and evaluation, and the check that they hold the
+columns a template or reward reads.
+
+Sources (a recipe's ``data.dataset``): a Hub dataset (``datasets.load_dataset(dataset, dataset_config)``),
+local files (``data_files`` with the ``json``/``csv``/``parquet`` builder), or a built-in generated set
+(``DATASETS`` in ``tasks/registry.py``, e.g. ``synthetic_addition``: the bundled addition task of
+``tasks/synthetic.py``, no download). Rewards receive every column of the row (TRL's convention).
+"""
+from __future__ import annotations
+
+from .registry import DATASETS
+
+FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+
+
+def load_rows(dataset: str, config: str | None, split: str, data_files=None, limit: int | None = None,
+              seed: int = 0) -> list[dict]:
+    """Rows (dicts of columns) of a Hub dataset, local files or a built-in set."""
+    if dataset in DATASETS:
+        rows = DATASETS.get(dataset)(config, split, seed)
+    else:
+        import datasets  # the Hub library: only when a Hub dataset or local file is read
+        if data_files is not None:
+            files = [data_files] if isinstance(data_files, str) else list(data_files)
+            builder = dataset if dataset in ("json", "csv", "parquet", "text") else next(
+                (b for ext, b in FILE_BUILDERS.items() if str(files[0]).endswith(ext)), "json")
+            ds = datasets.load_dataset(builder, data_files=files, split="train")
+        else:
+            ds = datasets.load_dataset(dataset, config, split=split)
+        rows = [dict(r) for r in ds]
+    if not rows:
+        raise ValueError(f"dataset {dataset!r} (split {split!r}) has no rows")
+    return rows[:limit] if limit else rows
+
+
+def load_checked_rows(field: str, dataset: str, config: str | None, split: str, data_files, limit: int | None,
+                      seed: int, needed: tuple[tuple[str, ...], ...], needed_by: str, fix: str) -> list[dict]:
+    """:func:`load_rows`, failing with the recipe field, the missing columns and the fix when a needed
+    column (``needed``: alternatives per entry) is absent."""
+    rows = load_rows(dataset, config, split, data_files, limit, seed=seed)
+    missing = missing_columns(list(rows[0]), needed)
+    if missing:
+        raise ValueError(f"{field} {dataset!r} has no column {', '.join(missing)} (needed by {needed_by}); its "
+                         f"columns are {sorted(rows[0])}: {fix}")
+    return rows
+
+
+def missing_columns(columns: list[str], needed: tuple[tuple[str, ...], ...]) -> list[str]:
+    """The needed column sets none of whose alternatives is present, written ``a|b``."""
+    return ["|".join(alt) for alt in needed if not any(a in columns for a in alt)]

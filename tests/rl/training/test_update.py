@@ -1,0 +1,100 @@
+"""The update loop's memory rule and reference policies: step-by-step backward equals one big
+backward with a flat activation peak; LoRA's reference is the base model with adapters off."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from unmask.rl.algorithms.advantages import compute_advantages
+from unmask.rl.algorithms.batch import RolloutBatch
+from unmask.rl.algorithms.estimators import build_estimator, sampler_of, unit_logprobs
+from unmask.rl.training.reference import AdapterDisabledReference, FrozenCopyReference
+from unmask.rl.training.update import PolicyUpdate
+
+from ..memory import track_saved_tensors
+from ..toy import algorithm, grads, rollout, toy_model
+
+
+def _update(lm, batch, settings, reference=None):
+    lm.model.zero_grad()
+    out = {}
+    with track_saved_tensors() as meter:
+        metrics = PolicyUpdate(lm, settings, reference=reference).run(
+            batch, lambda: out.setdefault("g", grads(lm.model)))
+    return out["g"], meter.peak, metrics
+
+
+@pytest.mark.parametrize("name,extra", [
+    ("cj_grpo", {}),                                          # per-token losses: each chunk exact on its own
+    ("cj_grpo", {"importance_sampling_level": "sequence"}),   # sequence ratio: gradient-free pass first
+    ("gdpo", {"elbo_nodes": 4, "elbo_masks_per_node": 2}),    # ELBO units combined per token
+])
+def test_step_by_step_backward_equals_one_big_backward(name, extra):
+    lm = toy_model(seed=4)
+    traj = rollout(lm, [[1, 2], [3]], groups=2, max_completion_length=32, diffusion_steps=32, stop_at_eos=False)
+    batch = RolloutBatch(traj, torch.tensor([1.0, 0.0, 0.2, 0.7]), 2, [3, 4])
+    settings = {"num_iterations": 2, "beta": 0.04, "score_eos_padding": True, **extra}
+    compute_advantages(batch, algorithm(name, **settings))
+    ref = FrozenCopyReference(toy_model(seed=5))
+    whole, peak_whole, m_whole = _update(lm, batch, algorithm(name, **settings, backward_chunk=None), ref)
+    chunked, peak_chunked, m_chunked = _update(lm, batch, algorithm(name, **settings, backward_chunk=1), ref)
+    torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=1e-4)
+    assert m_chunked["loss"] == pytest.approx(m_whole["loss"], abs=1e-6)
+    units = build_estimator(algorithm(name, **settings)).units(batch, torch.Generator()).num_units
+    print(f"\n{name} {extra}: {units} units, peak saved-for-backward {peak_whole / 2**20:.2f} MiB at once "
+          f"vs {peak_chunked / 2**20:.2f} MiB step by step")
+    assert peak_chunked * units / 2 < peak_whole  # ~1/units of the memory (plus the loss's small tensors)
+
+
+def test_gradient_checkpointing_keeps_gradients_and_saves_memory():
+    lm = toy_model(seed=4)
+    traj = rollout(lm, [[1, 2]], groups=2, max_completion_length=8, diffusion_steps=8)
+    batch = RolloutBatch(traj, torch.tensor([1.0, 0.0]), 2, [0])
+    s = algorithm("diffu_grpo", num_iterations=1, beta=0.0)
+    compute_advantages(batch, s)
+    plain, peak_plain, _ = _update(lm, batch, s)
+    lm.model.gradient_checkpointing = True
+    ckpt, peak_ckpt, _ = _update(lm, batch, s)
+    torch.testing.assert_close(ckpt, plain, atol=1e-7, rtol=1e-6)
+    assert peak_ckpt < peak_plain
+
+
+def _scores(adapter, traj, units):
+    with torch.no_grad():
+        return unit_logprobs(adapter, units.inputs, traj.attention_mask(), units.targets, sampler_of(traj), 1.0)
+
+
+def test_lora_reference_is_the_base_model_with_adapters_disabled():
+    peft = pytest.importorskip("peft")
+    lm = toy_model(seed=6)
+    traj = rollout(lm, [[1, 2]], groups=2, max_completion_length=6, diffusion_steps=6)
+    units = build_estimator(algorithm("diffu_grpo")).units(RolloutBatch(traj, torch.zeros(2), 2, [0]),
+                                                           torch.Generator())
+    base = _scores(lm, traj, units)
+    n_before = sum(p.numel() for p in lm.model.parameters())
+    wrapped = peft.get_peft_model(lm.model, peft.LoraConfig(r=4, lora_alpha=8, target_modules=lm.lora_target_modules,
+                                                            init_lora_weights=False))
+    ref = AdapterDisabledReference(lm, wrapped)
+    policy = _scores(lm, traj, units)
+    assert float((policy - base).abs().max()) > 1e-3       # the adapters change the policy ...
+    with ref.use() as ref_adapter:
+        torch.testing.assert_close(_scores(ref_adapter, traj, units), base)  # ... the reference is the base
+    lora_params = sum(p.numel() for n, p in lm.model.named_parameters() if "lora_" in n)
+    assert sum(p.numel() for p in lm.model.parameters()) == n_before + lora_params  # no second copy
+    torch.testing.assert_close(_scores(lm, traj, units), policy)  # adapters back on afterwards
+
+
+def test_frozen_reference_stays_put_until_synced():
+    lm = toy_model(seed=7)
+    ref = FrozenCopyReference(lm, device="cpu", sync_steps=2)
+    with torch.no_grad():
+        for p in lm.model.parameters():
+            p.add_(0.1)
+    ids = torch.tensor([[1, 2, 5, 5]])
+    with ref.use() as r:
+        before = r.logits(ids)
+    assert not torch.allclose(before, lm.logits(ids))
+    assert not ref.maybe_sync(1) and ref.maybe_sync(2)
+    with ref.use() as r:
+        torch.testing.assert_close(r.logits(ids), lm.logits(ids))
+    assert all(not p.requires_grad for p in ref.adapter.model.parameters())
