@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+from tqdm.auto import tqdm
+
 from unmask.tasks import TEMPLATES, Benchmark
 
 from .report import sample_record, summarize, write_summary
@@ -75,7 +77,9 @@ def run_benchmark(bench: Benchmark, rows: Sequence[dict], generate: Generator, o
         log(f"{bench.name}: resuming, {len(rows) - len(todo)} of {len(rows)} problems already done")
     start = time.time()
     with samples_path.open("a", encoding="utf-8") as f:
-        for b in range(0, len(todo), batch_size):
+        # a progress bar on a terminal only (disable=None: off when stderr is not a TTY, e.g. in logs and tests)
+        for b in tqdm(range(0, len(todo), batch_size), desc=f"{bench.name} ({len(todo)} problems)", unit="batch",
+                      disable=None):
             batch = todo[b: b + batch_size]
             gens = generate([template.render(r, system_prompt) for r in batch], num_samples, seed + b)
             texts = [template.cut(g.text) for g in gens]  # the style's stop strings (lm-eval's `until`)

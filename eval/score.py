@@ -22,11 +22,14 @@ import shlex
 import sys
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from unmask.tasks import BENCHMARKS, Benchmark
 
 from .formats import FORMATS, Completion, benchmark_of, read, sniff
 from .report import sample_record, summarize, write_summary
 
+GRADE_CHUNK = 256  # completions graded per call of the benchmark's graders
 
 def expand(patterns: list[str]) -> list[Path]:
     """The files named by ``patterns`` (globs expanded, sorted, each file once)."""
@@ -73,7 +76,12 @@ def load_completions(paths: list[Path], benchmark: str | None = None) -> tuple[B
 def grade(bench: Benchmark, completions: list[Completion]) -> list[dict]:
     """One ``unmask eval`` record per completion, with every grader's verdict."""
     rows = [c.row for c in completions]
-    verdicts = bench.score([c.prompt for c in completions], [c.text for c in completions], rows)
+    verdicts = []
+    with tqdm(total=len(completions), desc=f"grading {bench.name}", unit="completion", disable=None) as bar:
+        for start in range(0, len(completions), GRADE_CHUNK):  # chunks, so the bar moves (graders take lists)
+            chunk = completions[start:start + GRADE_CHUNK]
+            verdicts += bench.score([c.prompt for c in chunk], [c.text for c in chunk], rows[start:start + len(chunk)])
+            bar.update(len(chunk))
     if all(v[next(iter(bench.graders))] is None for v in verdicts):
         raise ValueError(f"{bench.name}'s graders found no gold answer in {completions[0].source} (its rows hold "
                          f"{', '.join(sorted(rows[0])) or 'nothing'}); is --benchmark right?")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from unmask import __version__
 from unmask.eval.cli import add_eval_parser, add_merge_parser
 from unmask.eval.score import add_score_parser
 from unmask.rollouts.cli import add_generate_parser, add_smoke_parser
@@ -122,6 +123,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unmask", description="RL post-training for masked diffusion LMs.")
+    parser.add_argument("--version", action="version", version=f"unmask {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_train_parser(sub)
     add_bench_parser(sub)

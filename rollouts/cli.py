@@ -12,11 +12,7 @@ import time
 import typing
 from pathlib import Path
 
-import torch
-
-from .adapter import load_model
 from .sampler_config import SamplerConfig
-from .sampling import generate, sample
 
 CLI_DEFAULTS = {"max_completion_length": 64, "diffusion_steps": 64}  # small enough for a CPU try-out
 
@@ -77,7 +73,10 @@ def _parse_ids(text: str) -> list[int]:
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from .adapter import left_pad
+    import torch
+
+    from .adapter import left_pad, load_model
+    from .sampling import sample
     adapter = load_model(args.model, dtype=args.dtype, device=args.device, tokenizer=args.tokenizer,
                          revision=args.revision, trust_remote_code=args.trust_remote_code,
                          mask_token_id=args.mask_token_id, adapter=args.adapter)
@@ -104,6 +103,8 @@ def add_smoke_parser(sub) -> None:
 
 
 def run_smoke(args: argparse.Namespace) -> int:
+    from .adapter import load_model
+    from .sampling import generate
     from .tiny import make_tiny
     cfg = SamplerConfig(max_completion_length=32, diffusion_steps=16, block_length=8)
     for family in ("llada", "dream"):

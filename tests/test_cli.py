@@ -1,4 +1,5 @@
 """The ``unmask`` command end to end, in-process (``rl.cli.main``) and as the installed script."""
+import importlib.metadata
 import shlex
 import shutil
 import subprocess
@@ -10,6 +11,8 @@ import pytest
 from tests.paths import FIXTURES, LLADA_TINY
 from unmask.rl.cli import main
 
+COMMANDS = ("train", "sft", "eval", "score", "merge", "bench", "generate", "demo", "smoke")
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -18,8 +21,28 @@ def test_help_lists_every_subcommand(capsys):
         main(["--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    for cmd in ("train", "sft", "eval", "score", "bench", "generate", "demo", "smoke"):
+    for cmd in COMMANDS:
         assert cmd in out
+
+
+def test_version_and_every_help_answer_without_loading_torch():
+    """``unmask --version`` and each subcommand's ``--help`` import neither torch nor transformers (that is what
+    keeps them instant; the subcommands load their dependencies when they run)."""
+    code = ("import sys\n"
+            "from unmask.rl.cli import main\n"
+            f"commands = [None, *{COMMANDS!r}]\n"
+            "for command in commands:\n"
+            "    try:\n"
+            "        main([command, '--help'] if command else ['--version'])\n"
+            "    except SystemExit as exit:\n"
+            "        assert exit.code == 0, command\n"
+            "loaded = [m for m in ('torch', 'transformers', 'datasets') if m in sys.modules]\n"
+            "assert not loaded, loaded\n"
+            "print(len(commands))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.splitlines()[0] == f"unmask {importlib.metadata.version('unmask')}"
+    assert int(result.stdout.split()[-1]) == len(COMMANDS) + 1
 
 
 def test_generate_on_the_bundled_tiny_model(capsys):
