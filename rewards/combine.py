@@ -34,7 +34,7 @@ def weighted_rewards(specs: Iterable[str | dict], prompts, completions, **column
         while key in per_reward:
             k += 1
             key = f"{name}#{k}"
-        values = list(fn(prompts, completions, **columns))
+        values = list(fn(prompts=prompts, completions=completions, **columns))  # by keyword, as TRL calls them
         if len(values) != n:
             raise ValueError(f"reward {name!r} returned {len(values)} values for {n} completions")
         per_reward[key], weights[key] = values, weight

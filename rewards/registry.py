@@ -10,6 +10,7 @@ factory taking arguments (``args:`` in the recipe), and declares the dataset col
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
 import inspect
 import re
@@ -96,6 +97,29 @@ class Registry(Generic[T]):
         return isinstance(name, str) and name in self._items
 
 
+def is_import_path(name: object) -> bool:
+    """Whether ``name`` is an import path ``package.module:attribute`` rather than a registered name."""
+    return isinstance(name, str) and ":" in name
+
+
+def import_object(path: str, what: str) -> Any:
+    """The object an import path ``package.module:attribute`` names (``what`` says what it should be, for the
+    errors: a module that cannot be imported or an attribute it lacks)."""
+    module_name, _, attr = path.partition(":")
+    if not module_name or not attr:
+        raise UnknownNameError(f"{what} {path!r} is not an import path; write package.module:name")
+    try:
+        obj = importlib.import_module(module_name)
+    except ImportError as e:
+        raise UnknownNameError(f"{what} {path!r}: cannot import {module_name!r} ({e}); the module must be importable "
+                               f"(installed, or on PYTHONPATH)") from None
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise UnknownNameError(f"{what} {path!r}: {module_name!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    return obj
+
+
 # ----------------------------------------------------------------------------- rewards
 
 @dataclass(frozen=True)
@@ -135,6 +159,17 @@ def register_reward(name: str, *, factory: bool = False,
     return decorator
 
 
+def reward_entry(name: str) -> RegisteredReward:
+    """The registered reward ``name``, or the function an import path ``package.module:function`` names (TRL's
+    reward signature; it declares no columns and takes every dataset column as a keyword argument)."""
+    if not is_import_path(name):
+        return REWARDS.get(name)
+    fn = import_object(name, "reward")
+    if not callable(fn):
+        raise RewardArgumentError(f"reward {name!r} is a {type(fn).__name__}, not a function")
+    return RegisteredReward(fn, factory=False, columns=())
+
+
 def list_rewards() -> list[str]:
     """Sorted names of all registered rewards."""
     return REWARDS.names()
@@ -142,20 +177,29 @@ def list_rewards() -> list[str]:
 
 def reward_columns(name: str) -> tuple[tuple[str, ...], ...]:
     """The dataset columns reward ``name`` reads (each entry: alternatives, one must be present)."""
-    return REWARDS.get(name).columns
+    return reward_entry(name).columns
 
 
 def is_factory(name: str) -> bool:
     """Whether ``name`` is a reward factory (needs or accepts keyword arguments)."""
-    return REWARDS.get(name).factory
+    return reward_entry(name).factory
 
 
 def check_reward_args(name: str, args: Mapping[str, Any]) -> None:
-    """Raise :class:`RewardArgumentError` unless ``args`` fit reward ``name``: a plain reward takes none;
-    a factory takes its own parameters, the required ones included. Messages name the reward, the bad
-    argument and the valid ones."""
-    entry = REWARDS.get(name)
+    """Raise :class:`RewardArgumentError` unless ``args`` fit reward ``name``: a plain registered reward takes
+    none; a factory takes its own parameters, the required ones included; a function named by import path takes
+    keyword arguments it accepts (they are bound to every call). Messages name the reward, the bad argument and
+    the valid ones."""
+    entry = reward_entry(name)
     fn, factory = entry.fn, entry.factory
+    if is_import_path(name):
+        params = inspect.signature(fn).parameters
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            for key in args:
+                if key not in params:
+                    raise RewardArgumentError(f"reward {name!r} has no argument {key!r}; its arguments are "
+                                              f"{', '.join(params) or 'none'}")
+        return
     if not factory:
         if args:
             raise RewardArgumentError(f"reward {name!r} takes no arguments, got {', '.join(map(str, args))}; "
@@ -178,10 +222,13 @@ def check_reward_args(name: str, args: Mapping[str, Any]) -> None:
 
 
 def get_reward(name: str, **kwargs: Any) -> RewardFn:
-    """The reward registered as ``name``; a factory is called with ``kwargs`` (checked first, see
-    :func:`check_reward_args`; a value it rejects raises :class:`RewardArgumentError` naming the reward)."""
+    """The reward registered as ``name`` (or named by import path: ``kwargs`` are bound to it); a factory is
+    called with ``kwargs`` (checked first, see :func:`check_reward_args`; a value it rejects raises
+    :class:`RewardArgumentError` naming the reward)."""
     check_reward_args(name, kwargs)
-    entry = REWARDS.get(name)
+    entry = reward_entry(name)
+    if is_import_path(name):
+        return functools.partial(entry.fn, **kwargs) if kwargs else entry.fn
     if not entry.factory:
         return entry.fn
     try:
@@ -190,10 +237,14 @@ def get_reward(name: str, **kwargs: Any) -> RewardFn:
         raise RewardArgumentError(f"reward {name!r}: {e}") from e
 
 
-def build_rewards(specs: Iterable[str | dict]) -> list[tuple[str, RewardFn, float]]:
-    """Resolve recipe entries (``"name"`` or ``{name, weight=1.0, args={}}``) to ``(name, fn, weight)``."""
+def build_rewards(specs: Iterable[str | dict | Callable]) -> list[tuple[str, RewardFn, float]]:
+    """Resolve recipe entries (``"name"``, ``"package.module:function"`` or ``{name, weight=1.0, args={}}``) and
+    reward functions given directly (TRL's ``reward_funcs``) to ``(name, fn, weight)``."""
     out = []
     for spec in specs:
+        if callable(spec):
+            out.append((getattr(spec, "__name__", type(spec).__name__), spec, 1.0))
+            continue
         if isinstance(spec, str):
             spec = {"name": spec}
         unknown = set(spec) - {"name", "weight", "args"}

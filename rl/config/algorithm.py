@@ -10,10 +10,11 @@ from .schema import ConfigError, _bound, _join, _nonempty
 
 @dataclass
 class RewardSpec:
-    """One weighted reward function of the recipe, looked up by name in the rewards registry."""
+    """One weighted reward function of the recipe: a registered name or an import path."""
 
     name: str = field(
-        metadata={"help": "Reward function name, resolved in the rewards registry (e.g. 'gsm8k_correct')."},
+        metadata={"help": "Reward function: a name in the rewards registry (e.g. 'gsm8k_correct'), or your own "
+                          "function's import path 'package.module:function' (TRL's reward signature)."},
     )
     weight: float = field(default=1.0, metadata={"help": "Multiplier of this reward in the summed scalar reward."})
     args: dict[str, Any] = field(

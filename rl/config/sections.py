@@ -76,8 +76,9 @@ class DataConfig:
 
     dataset: str = field(
         default="openai/gsm8k",
-        metadata={"help": "Training dataset: a hub id, or a `datasets` builder name such as 'json' when `data_files` "
-                          "is set."},
+        metadata={"help": "Training dataset: a hub id, a `datasets` builder name such as 'json' when `data_files` "
+                          "is set, a built-in set ('synthetic_addition'), or your own by import path "
+                          "'package.module:name' (a Dataset, a list of dicts, or a function returning one)."},
     )
     dataset_config: str | None = field(
         default="main",

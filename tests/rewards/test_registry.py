@@ -146,3 +146,48 @@ def test_rewards_does_not_import_torch():
             "bad = [m for m in ('torch', 'transformers', 'unmask.rl', 'unmask.rollouts') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ----------------------------------------------------------------------------- rewards by import path
+
+
+def test_a_reward_named_by_import_path_is_called_with_trl_keywords():
+    from unmask.rewards import weighted_rewards
+
+    from .user_rewards import length_bonus
+
+    (name, fn, weight), = build_rewards([{"name": "tests.rewards.user_rewards:length_bonus", "weight": 0.5}])
+    assert (name, fn, weight) == ("tests.rewards.user_rewards:length_bonus", length_bonus, 0.5)
+    scaled = get_reward("tests.rewards.user_rewards:length_bonus", scale=2.0)
+    assert scaled(prompts=["p"], completions=["abc"]) == [6.0]
+    breakdown = weighted_rewards([{"name": "tests.rewards.user_rewards:strict", "weight": 2.0}, "answer_tag_exact"],
+                                 ["q1", "q2"], ["4", "<answer>5</answer>"], answer=["4", "5"])
+    assert breakdown.per_reward == {"tests.rewards.user_rewards:strict": [1.0, 0.0], "answer_tag_exact": [0.0, 1.0]}
+    assert breakdown.total == [2.0, 1.0]
+
+
+def test_reward_functions_given_directly_and_trl_rewards_work_unchanged():
+    from trl.rewards import think_format_reward
+
+    from unmask.rewards import weighted_rewards
+
+    completions = [[{"role": "assistant", "content": "<think>\nsteps\n</think>\n42"}],
+                   [{"role": "assistant", "content": "42"}]]
+    breakdown = weighted_rewards([think_format_reward, "trl.rewards:think_format_reward"], ["q", "q"], completions,
+                                 completion_ids=[[1], [2]], trainer_state=None)
+    assert breakdown.per_reward == {"think_format_reward": [1.0, 0.0],
+                                    "trl.rewards:think_format_reward": [1.0, 0.0]}
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"name": "tests.rewards.no_such_module:fn"}, r"cannot import 'tests\.rewards\.no_such_module' \(No module"),
+    ({"name": "tests.rewards.user_rewards:missing"}, r"'tests\.rewards\.user_rewards' has no attribute 'missing'"),
+    ({"name": "tests.rewards.user_rewards:NOT_A_FUNCTION"}, r"is a int, not a function"),
+    ({"name": "tests.rewards.user_rewards:strict", "args": {"scale": 2}},
+     r"reward 'tests\.rewards\.user_rewards:strict' has no argument 'scale'; its arguments are prompts, completions, "
+     r"answer"),
+    ({"name": "tests.rewards.user_rewards:"}, r"is not an import path; write package\.module:name"),
+])
+def test_bad_import_paths_name_the_problem(spec, message):
+    with pytest.raises(ValueError, match=message):
+        build_rewards([spec])

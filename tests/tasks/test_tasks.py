@@ -68,3 +68,19 @@ def test_prompt_order_visits_every_row_each_epoch_and_resumes_exactly():
     resumed = PromptOrder(7, seed=3)
     resumed.load_state_dict(order.state_dict())
     assert order.take(10) == resumed.take(10) and sorted(PromptOrder(7, seed=3).take(14)[7:]) == list(range(7))
+
+
+def test_datasets_named_by_import_path():
+    from .user_data import ROWS
+
+    assert load_rows("tests.tasks.user_data:ROWS", None, "train") == ROWS
+    assert load_rows("tests.tasks.user_data:SPLITS", None, "test") == ROWS[:1]
+    assert load_rows("tests.tasks.user_data:make_rows", "main", "test", limit=5) == ROWS[:1]
+    assert load_rows("tests.tasks.user_data:hub_style", None, "train") == ROWS
+    with pytest.raises(ValueError, match=r"dataset 'tests\.tasks\.user_data:SPLITS' has no split 'eval'; its "
+                                         r"splits are \['test', 'train'\]"):
+        load_rows("tests.tasks.user_data:SPLITS", None, "eval")
+    with pytest.raises(ValueError, match=r"rows that are not dicts of columns \(e\.g\. 1\)"):
+        load_rows("tests.tasks.user_data:NOT_ROWS", None, "train")
+    with pytest.raises(ValueError, match=r"dataset 'tests\.tasks\.nowhere:ROWS': cannot import"):
+        load_rows("tests.tasks.nowhere:ROWS", None, "train")
