@@ -2,7 +2,9 @@
 
     unmask eval --model GSAI-ML/LLaDA-8B-Instruct --benchmark gsm8k,math500 --dtype bfloat16 \\
         --max-completion-length 256 --block-length 32 --diffusion-steps 128 --out out/eval/llada
-    unmask eval --model BASE --adapter out/run/checkpoint-500/model --benchmark gsm8k --limit 200
+    unmask eval --model BASE --adapter out/run/checkpoint-500 --benchmark gsm8k --limit 200
+    unmask eval --model BASE --adapter out/run --benchmark gsm8k   # the run's final adapter
+    unmask eval --model out/full-run/checkpoint-500 --benchmark gsm8k  # full fine-tuning: the checkpoint is the model
     unmask eval --model tests/fixtures/llada-tiny --tokenizer bytes --benchmark gsm8k \\
         --data-files tests/fixtures/data/gsm8k/test.jsonl --limit 8   # offline
 """
@@ -40,7 +42,9 @@ def add_eval_parser(sub) -> None:
 
 def _model_arguments(p) -> None:
     p.add_argument("--model", required=True, help="checkpoint directory or Hugging Face Hub id")
-    p.add_argument("--adapter", default=None, help="LoRA adapter directory, evaluated as is (no merge step)")
+    p.add_argument("--adapter", default=None,
+                   help="LoRA adapter directory, evaluated as is (no merge step): a training checkpoint-<step> "
+                        "folder, or a run's output folder (its final adapter)")
     p.add_argument("--tokenizer", default=None, help="tokenizer path or Hub id; 'bytes' = built-in byte tokenizer")
     p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
                    help="weights dtype; default auto: bfloat16 on a GPU (16 GB for an 8B model, not 32), "
@@ -64,6 +68,7 @@ def run_eval(args: argparse.Namespace) -> int:
                          f"give one per benchmark, in the order of --benchmark")
     if args.num_samples < 1:
         raise ValueError("--num-samples must be >= 1")
+    args.adapter = adapter_dir(args.adapter)
     check_sources(args)  # a mistyped path fails now, not after the benchmark data downloads
     loaded = [(b, b.load(None if args.data_files is None else args.data_files[i])) for i, b in enumerate(benches)]
     adapter = load_model(args.model, dtype=args.dtype, device=args.device, tokenizer=args.tokenizer,
@@ -83,6 +88,15 @@ def run_eval(args: argparse.Namespace) -> int:
         shown = f"{100 * score:.2f}" if summary["final"] else "no final score (incomplete)"
         print(f"{bench.name}: {shown} ({summary['scored']}/{summary['total']} scored) -> {args.out}")
     return 0
+
+
+def adapter_dir(path: str | None) -> str | None:
+    """``--adapter`` as given; for a training checkpoint written before the adapter moved to the checkpoint's
+    root, its ``model/`` subfolder."""
+    if path is None or (Path(path) / "adapter_config.json").is_file():
+        return path
+    old = Path(path) / "model"
+    return str(old) if (old / "adapter_config.json").is_file() else path
 
 
 def check_sources(args: argparse.Namespace) -> None:
@@ -105,6 +119,7 @@ def run_merge(args: argparse.Namespace) -> int:
     from unmask.rollouts.adapter import load_model
     if args.adapter is None:
         raise ValueError("unmask merge needs --adapter (the LoRA directory to merge into --model)")
+    args.adapter = adapter_dir(args.adapter)
     adapter = load_model(args.model, dtype=args.dtype, device=args.device, tokenizer=args.tokenizer,
                          adapter=args.adapter, merge_adapter=True)
     print(f"merged {args.adapter} into {args.model}: {adapter.save_pretrained(args.out)}")

@@ -54,8 +54,9 @@ def add_bench_parser(sub) -> None:
     p.add_argument("which", choices=["rollout"], help="what to benchmark")
     p.add_argument("--out", default="out/bench/rollout.json", help="JSON report path")
     p.add_argument("--trained", default=None,
-                   help="also measure this checkpoint (its folder or its model/), trained on the bundled addition "
-                        "task (a confident model; the recipe.yaml saved with it names the task), on held-out questions")
+                   help="also measure this model, trained on the bundled addition task (a confident model; the "
+                        "recipe.yaml saved with it names the task), on held-out questions: a checkpoint-<step> folder "
+                        "or a run's output folder (the final model), of unmask sft or unmask train")
     p.add_argument("--trained-questions", type=int, default=16,
                    help="held-out questions the trained checkpoint is measured on (one batch; default 16)")
     p.add_argument("--train-minutes", type=float, default=None,
@@ -92,9 +93,10 @@ def run_bench(args: argparse.Namespace) -> int:
             f"training.output_dir={Path(args.out).parent / 'bench-model'}", f"sft.max_minutes={args.train_minutes}"])
         trainer = SftTrainer(cfg)
         trainer.setup().train()
-        trained = str(trainer.last_checkpoint / "model")
-    elif trained and (Path(trained) / "model").is_dir():
-        trained = str(Path(trained) / "model")  # a checkpoint folder: its model
+        trained = str(trainer.last_checkpoint)  # the model at the checkpoint's root
+    elif trained:
+        from .training.checkpoint import model_dir
+        trained = str(model_dir(trained))  # a checkpoint or run folder; an older checkpoint: its model/
     task = task_pairs(trained, args.trained_questions, setting.completion_length) if trained else None
     report = run_rollout_bench(Path(args.out), trained=trained, setting=setting, threads=args.threads, task=task)
     print(format_table(report))

@@ -1,4 +1,6 @@
-"""The demo's learning curves — training reward per RL step and held-out accuracy at its evaluation steps.
+"""The demo's learning curves — training reward per RL step and held-out accuracy at its evaluation steps
+(``rl/demo.py`` reads them from the RL run's ``metrics.jsonl``: ``reward`` and ``eval/reward``, the README's
+metrics table).
 
 Always written as a CSV; drawn as a PNG when matplotlib (the ``plot`` extra: ``pip install "unmask[plot]"``)
 is installed. matplotlib is imported only here, inside ``plot_curves``, so importing unmask never needs it.

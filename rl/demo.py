@@ -1,15 +1,16 @@
 """``unmask demo``: the main job on a laptop CPU — SFT a tiny LLaDA from scratch, then RL, then eval.
 
-    1. SFT   ``recipes/demo/sft.yaml`` through ``unmask sft``'s trainer: a random 0.43M-parameter LLaDA
-             (written to ``out/sft-run/init``) on the bundled 2-digit addition task, LLaDA's masked-diffusion
-             loss with 1/t weighting, for ``--sft-steps`` steps; the model lands in ``out/sft``
-             (``--sft-model DIR`` skips this stage and starts RL from a model SFT'd before, such as the
-             checked-in ``tests/fixtures/demo-sft``, which is the same on every machine);
-    2. RL    ``recipes/demo/rl.yaml`` (diffu-GRPO; any method by override) through the normal trainer,
-             rewarded by exact answer match, evaluated greedily on held-out questions every few steps;
-    3. eval  held-out accuracy of the random, the SFT'd and the RL'd model, with the same 200 held-out
-             questions, greedy sampler and grader as the trainer's evaluations: ``answer_tag_exact``, the
-             reward the RL stage trains on (``rl.sft.task_scores``).
+    1. SFT   ``recipes/demo/sft.yaml`` through ``unmask sft``'s trainer into ``out/sft``: a random 0.43M-parameter
+             LLaDA (written to ``out/sft/init``) on the bundled 2-digit addition task, LLaDA's masked-diffusion
+             loss with 1/t weighting, for ``--sft-steps`` steps; the trainer leaves the final model in ``out/sft``
+             itself (``--sft-model DIR`` skips this stage: the model SFT'd before, such as the checked-in
+             ``tests/fixtures/demo-sft``, which is the same on every machine, is copied to ``out/sft``);
+    2. RL    ``recipes/demo/rl.yaml`` (diffu-GRPO; any method by override) through the normal trainer from
+             ``out/sft`` into ``out/rl`` (the final model lands in ``out/rl`` itself), rewarded by exact answer
+             match, evaluated greedily on held-out questions every few steps;
+    3. eval  held-out accuracy of the random, the SFT'd (``out/sft``) and the RL'd model (``out/rl``, as saved),
+             with the same 200 held-out questions, greedy sampler and grader as the trainer's evaluations:
+             ``answer_tag_exact``, the reward the RL stage trains on (``rl.sft.task_scores``).
 
 Writes ``summary.json``, ``summary.md``, ``curve.csv`` and, with matplotlib (``unmask[plot]``), ``curve.png``
 (training reward and held-out accuracy against RL steps; ``rl/curves.py``) to the output folder.
@@ -47,12 +48,12 @@ def run_demo(out: str | Path = "out/demo", overrides: Sequence[str] = (), sft_st
     """
     log = log or (lambda line: print(line, flush=True))
     out = Path(out)
-    sft_dir, rl_dir = out / "sft", out / "rl"
+    sft_dir, rl_dir = out / "sft", out / "rl"  # each run's output_dir, its final model at the folder's root
     cfg = load_recipe(recipe, [f"model.name_or_path={sft_dir}", f"training.output_dir={rl_dir}",
                                f"training.seed={seed}", *overrides])
     if rl_dir.exists() and any(rl_dir.iterdir()):
         raise ValueError(f"{rl_dir} already holds a run; pass another --out (or delete it) so the demo starts fresh")
-    sft_cfg = load_sft_recipe(SFT_RECIPE, [f"training.seed={seed}", f"training.output_dir={out / 'sft-run'}",
+    sft_cfg = load_sft_recipe(SFT_RECIPE, [f"training.seed={seed}", f"training.output_dir={sft_dir}",
                                            f"training.max_steps={sft_steps}", f"training.save_steps={sft_steps}"])
     length = sft_cfg.sft.completion_length
     if cfg.rollout.max_completion_length != length:
@@ -63,8 +64,7 @@ def run_demo(out: str | Path = "out/demo", overrides: Sequence[str] = (), sft_st
 
     if sft_model is None:
         log(f"[1/3] SFT: {sft_steps} steps from a random model ({SFT_RECIPE.relative_to(RECIPE.parents[2])})")
-        SftTrainer(sft_cfg, log=lambda line: log("  " + line)).setup().train()
-        shutil.copytree(out / "sft-run" / f"checkpoint-{sft_steps}" / "model", sft_dir, dirs_exist_ok=True)
+        SftTrainer(sft_cfg, log=lambda line: log("  " + line)).setup().train()  # its final model: out/sft
     else:
         if not (Path(sft_model) / "config.json").is_file():
             raise ValueError(f"--sft-model {sft_model}: no config.json there; give a model folder written by "
@@ -88,7 +88,11 @@ def run_demo(out: str | Path = "out/demo", overrides: Sequence[str] = (), sft_st
     rl_seconds = time.perf_counter() - start - sft_seconds
 
     log("[3/3] eval")
-    acc_rl = held_out_accuracy(trainer.policy.adapter, examples, **decode)
+    # the RL run's final model, as it saved it (under LoRA, its adapter on the SFT'd model, unmerged as trained)
+    lora = (rl_dir / "adapter_config.json").is_file()
+    rl_model = load_model(sft_dir, adapter=rl_dir, merge_adapter=False, device="cpu") if lora else load_model(
+        rl_dir, device="cpu")
+    acc_rl = held_out_accuracy(rl_model, examples, **decode)
     metrics = read_metrics(rl_dir / "metrics.jsonl")
     reward = [(m["step"], m["reward"]) for m in metrics if "reward" in m]
     accuracy = [(0, acc_sft)] + [(m["step"], m["eval/reward"]) for m in metrics if "eval/reward" in m]

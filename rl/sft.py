@@ -23,6 +23,7 @@ Trainer:
     loop:   rows (resumable order) → (prompt, completion cut or EOS-padded to L) → sft_loss over the
             micro-batches → clip, step → log → held-out loss → save; it stops at ``training.max_steps``
             or after ``sft.max_minutes`` of wall time, saving a checkpoint where it stops
+    end:    the final model (or LoRA adapter) and its recipe in ``training.output_dir`` itself
 
 Deterministic given ``training.seed``: a from-scratch model's weights, the row order, and the masks of
 optimizer step s, micro-batch m (a generator seeded by (seed, s, m)); so under a constant LR after the
@@ -109,7 +110,8 @@ def sft_loss(adapter: ModelAdapter, prompt_ids: torch.Tensor, prompt_mask: torch
 
 def task_pairs(checkpoint: str | Path, n: int, completion_length: int, seed: int = 0) -> list[tuple[str, str]]:
     """``n`` held-out (prompt, gold completion) pairs of the bundled addition task that ``checkpoint`` (a
-    checkpoint folder or its ``model/``) learnt, the operand width read from the recipe saved with it."""
+    checkpoint folder, a run's ``output_dir`` or an older checkpoint's ``model/``) learnt, the operand width read
+    from the recipe saved with it."""
     path = Path(checkpoint)
     recipe = next((p / "recipe.yaml" for p in (path, path.parent) if (p / "recipe.yaml").is_file()), None)
     if recipe is None:
@@ -241,9 +243,9 @@ class SftTrainer:
                 total += float(loss.detach())
                 tokens += tensors[2].numel()
             lr = self.backend.scheduler.get_last_lr()[0]
-            self.backend.step()
+            grad_norm = self.backend.step()
             self.global_step += 1
-            last = {"loss": total, "lr": lr, "epoch": self.order.epochs_done,
+            last = {"loss": total, "learning_rate": lr, "grad_norm": grad_norm, "epoch": self.order.epochs_done,
                     "tokens_per_second": tokens / (time.perf_counter() - start)}
             if self.eval_rows is not None and t.eval_steps and self.global_step % t.eval_steps == 0:
                 last["eval/loss"] = self.evaluate()
@@ -257,6 +259,7 @@ class SftTrainer:
                 self.log(f"stopped after step {self.global_step} of {self.max_steps}: sft.max_minutes ({minutes:g}) "
                          f"reached; saved {self.last_checkpoint}")
                 break
+        self.save_model()
         self.logger.close()
         return last
 
@@ -277,13 +280,20 @@ class SftTrainer:
     def save(self) -> Path:
         t = self.cfg.training
         tmp = ckpt.begin(t.output_dir, self.global_step)
-        self.policy.save(tmp / "model")
+        self.policy.save(tmp)  # the model or adapter at the checkpoint's root (Hugging Face layout)
         self.backend.save_training_state(tmp)
         ckpt.save_rng(tmp)
         state = {"global_step": self.global_step, "order": self.order.state_dict(), "run_id": self.logger.run_id}
         self.last_checkpoint = ckpt.commit(tmp, trainer_state=state, recipe_yaml=to_yaml(self.cfg))
         ckpt.prune(t.output_dir, t.save_total_limit, {self.last_checkpoint})
         return self.last_checkpoint
+
+    def save_model(self) -> Path:
+        """The final model (or LoRA adapter) and its recipe in ``training.output_dir`` itself, loadable with
+        ``load_model(output_dir)`` (``--adapter output_dir`` for LoRA), as transformers' ``Trainer.save_model``."""
+        out = ckpt.save_model(self.policy, self.cfg.training.output_dir, to_yaml(self.cfg))
+        self.log(f"saved the final {'adapter' if self.policy.peft_model is not None else 'model'} to {out}")
+        return out
 
 
 def sft(cfg: SftRecipeConfig, log=print) -> dict[str, float]:

@@ -3,9 +3,11 @@
     preflight (no weights): recipe checks, rewards, LoRA targets, datasets and their columns
     setup:  policy (+ LoRA, reference) → optimizer, LR schedule → rollout engine → resume
     loop:   prompts → RLStep (rollouts, rewards, advantages, num_iterations updates) → log → eval → save
+    end:    the final policy (model or LoRA adapter) and its recipe in ``output_dir`` itself
 
 ``RLStep`` gets the trainer's scorer (decode, then the recipe's rewards on each completion's dataset row) once,
-and returns each step's metrics, per-reward means and scored completions, which the loop logs.
+and returns each step's metrics, per-reward statistics and scored completions, which the loop logs under TRL's
+metric names (the README's metrics table lists them all).
 
 ``global_step`` counts optimizer steps (TRL's meaning); one rollout batch gives ``num_iterations`` of
 them. Logging, evaluation and checkpoints happen between rollout batches, when their interval is
@@ -26,13 +28,13 @@ from unmask.rewards import build_rewards, reward_columns, weighted_rewards
 from unmask.rl.training import checkpoint as ckpt
 from unmask.rl.training.distributed import make_backend
 from unmask.rl.training.logger import MetricsLogger
-from unmask.rl.training.loop import RLStep, Scores, reward_means
+from unmask.rl.training.loop import RLStep, Scores, reward_stats
 from unmask.rl.training.optim import make_optimizer, make_schedule
 from unmask.rl.training.policy import build_policy, check_4bit, check_lora_targets
 from unmask.rl.training.update import PolicyUpdate
 from unmask.rollouts.engine import RolloutEngine
 from unmask.rollouts.sampling import first_eos_mask
-from unmask.tasks import BENCHMARKS, TEMPLATES, PromptOrder, load_checked_rows
+from unmask.tasks import BENCHMARKS, TEMPLATES, PromptOrder, load_checked_rows, missing_columns
 
 from .config import RecipeConfig
 from .recipes import to_dict, to_yaml
@@ -41,10 +43,16 @@ RESERVED = ("prompts", "completions", "completion_ids", "trainer_state")  # rewa
 
 
 class Trainer:
-    def __init__(self, cfg: RecipeConfig, log=print):
-        """Preflight: everything that can be wrong with the recipe or the data fails here, before weights load."""
+    def __init__(self, cfg: RecipeConfig, log=print, *, reward_funcs: list | None = None,
+                 train_rows: list[dict] | None = None, eval_rows: list[dict] | None = None):
+        """Preflight: everything that can be wrong with the recipe or the data fails here, before weights load.
+
+        ``reward_funcs`` (functions, registered names, import paths or recipe entries) and ``train_rows`` /
+        ``eval_rows`` (dicts of columns) replace the recipe's rewards and datasets: the Python API's path
+        (``rl/api.py``); a recipe gives them by name."""
         self.cfg, self.log = cfg, log
-        self.reward_specs = [{"name": r.name, "weight": r.weight, "args": r.args} for r in cfg.algorithm.rewards]
+        self.reward_specs = list(reward_funcs) if reward_funcs is not None else [
+            {"name": r.name, "weight": r.weight, "args": r.args} for r in cfg.algorithm.rewards]
         for i, spec in enumerate(self.reward_specs):
             try:
                 build_rewards([spec])  # unknown names, unknown or missing args
@@ -54,9 +62,12 @@ class Trainer:
         check_4bit(cfg.model, cfg.training)
         self.lora_targets = check_lora_targets(cfg.model)  # the checkpoint exists; LoRA targets match its layers
         d = cfg.data
-        self.rows = self._checked_rows("data.dataset", d.dataset, d.dataset_config, d.split, d.data_files, None)
+        self.rows = (self._checked_rows("data.dataset", d.dataset, d.dataset_config, d.split, d.data_files, None)
+                     if train_rows is None else self._checked_given("train_dataset", train_rows))
         self.eval_rows, self.benchmark = None, None
-        if d.eval_benchmark is not None:
+        if eval_rows is not None:
+            self.eval_rows = self._checked_given("eval_dataset", eval_rows)[:d.eval_limit or None]
+        elif d.eval_benchmark is not None:
             self.benchmark = BENCHMARKS.get(d.eval_benchmark, "data.eval_benchmark")
             self.eval_rows = self.benchmark.load(d.eval_data_files, d.eval_limit)
         elif d.eval_dataset is not None or d.eval_data_files is not None:
@@ -68,8 +79,20 @@ class Trainer:
         self.max_steps = t.max_steps or cfg.algorithm.num_iterations * math.ceil(
             t.num_train_epochs * len(self.rows) / self.prompts_per_batch)
 
+    def _needed_columns(self) -> tuple[tuple[str, ...], ...]:
+        """The columns the prompt template and the rewards read (functions given directly declare none)."""
+        names = [s if isinstance(s, str) else s["name"] for s in self.reward_specs if not callable(s)]
+        return self.template.columns + tuple(c for name in names for c in reward_columns(name))
+
+    def _checked_given(self, field: str, rows: list[dict]) -> list[dict]:
+        missing = missing_columns(list(rows[0]), self._needed_columns()) if rows else ["any row"]
+        if missing:
+            raise ValueError(f"{field} has no column {', '.join(missing)} (needed by prompt template "
+                             f"{self.template.name!r} or a reward); its columns are {sorted(rows[0]) if rows else []}")
+        return rows
+
     def _checked_rows(self, field: str, dataset, config, split, files, limit) -> list[dict]:
-        needed = self.template.columns + tuple(c for spec in self.reward_specs for c in reward_columns(spec["name"]))
+        needed = self._needed_columns()
         return load_checked_rows(field, dataset, config, split, files, limit, self.cfg.training.seed, needed,
                                  f"prompt template {self.template.name!r} or the rewards",
                                  "rename them or pick another data.prompt_template / reward")
@@ -117,6 +140,7 @@ class Trainer:
     # ---- the loop ----------------------------------------------------------------------------------
     def train(self) -> dict[str, float]:
         t, last = self.cfg.training, {}
+        self.grad_norms: list[float] = []
         step = RLStep(self.engine, self.update, self._score, self.cfg.rollout.num_generations)
         while self.global_step < self.max_steps:
             ppb, rank = self.prompts_per_batch, self.backend.rank
@@ -127,9 +151,13 @@ class Trainer:
                 result = step([self.template.render(r, self.cfg.data.system_prompt) for r in batch_rows],
                               self._optimizer_step, seed=self._batch_seed(), rows=batch_rows)
             self.batches_done += 1
-            metrics = {**result.metrics, **result.reward_means}
+            metrics = {**result.metrics, **result.reward_stats}
             metrics = {k: self.backend.sum(v) / self.backend.world_size for k, v in sorted(metrics.items())}
-            metrics.update(lr=self.backend.scheduler.get_last_lr()[0], epoch=self.order.epochs_done)
+            norms = [n for n in self.grad_norms if n is not None]  # global already: every rank has the same
+            if norms:
+                metrics["grad_norm"] = sum(norms) / len(norms)
+            self.grad_norms.clear()
+            metrics.update(learning_rate=self.backend.scheduler.get_last_lr()[0], epoch=self.order.epochs_done)
             if self._crossed(before, self.cfg.logging.logging_steps):
                 self.logger.metrics(self.global_step, metrics)
                 if self.cfg.logging.log_completions:
@@ -145,6 +173,7 @@ class Trainer:
             if stop:
                 self.log(f"early stopping: no better eval reward in {t.early_stopping_patience} evaluations")
                 break
+        self.save_model()
         self.logger.close()
         self.backend.close()
         return last
@@ -157,7 +186,7 @@ class Trainer:
         return random.Random(f"rollout:{seed}:{self.batches_done}:{self.backend.rank}").randrange(2 ** 31)
 
     def _optimizer_step(self) -> None:
-        self.backend.step()
+        self.grad_norms.append(self.backend.step())  # the gradient norm before clipping, logged as grad_norm
         self.global_step += 1
         if self.policy.reference is not None:
             self.policy.reference.maybe_sync(self.global_step)
@@ -201,7 +230,7 @@ class Trainer:
         breakdown = self._rewards([g.prompt for g in gens], [self.template.cut(g.text) for g in gens],
                                   [g.completion_ids for g in gens], rows)
         value = sum(breakdown.total) / len(rows)
-        values = {"eval/reward": value, **reward_means(breakdown.per_reward, "eval/rewards/")}
+        values = {"eval/reward": value, **reward_stats(breakdown.per_reward, "eval/rewards/")}
         self.logger.metrics(self.global_step, values)
         return self._after_eval(value)
 
@@ -235,7 +264,7 @@ class Trainer:
         self.backend.barrier()
         with self.backend.full_state():
             if main:
-                self.policy.save(tmp / "model")
+                self.policy.save(tmp)  # the model or adapter at the checkpoint's root (Hugging Face layout)
         self.backend.save_training_state(tmp)
         ckpt.save_rng(tmp, self.backend.rank)
         self.backend.barrier()
@@ -251,6 +280,18 @@ class Trainer:
             ckpt.prune(t.output_dir, t.save_total_limit, keep | {path})
         self.backend.barrier()
         return path
+
+    def save_model(self) -> Path:
+        """The final policy (model or LoRA adapter) and its recipe in ``output_dir`` itself, loadable with
+        ``from_pretrained`` as transformers' ``Trainer.save_model`` leaves it; every rank takes part (ZeRO-3)."""
+        out = Path(self.cfg.training.output_dir)
+        self.backend.barrier()
+        with self.backend.full_state():
+            if self.backend.is_main:
+                ckpt.save_model(self.policy, out, to_yaml(self.cfg))
+        self.backend.barrier()
+        self.log(f"saved the final {'adapter' if self.policy.peft_model is not None else 'model'} to {out}")
+        return out
 
     def _restore(self, path: Path) -> str:
         self.log(f"resuming from {path}")

@@ -17,6 +17,7 @@ from torch import nn
 
 from .families import Family, family_for, supported_model_types
 from .models.checkpoint import (
+    MAX_SHARD_SIZE,
     CheckpointError,
     checkpoint_source,
     load_weights,
@@ -186,12 +187,26 @@ class ModelAdapter:
             ids = ids[: ids.index(self.eos_id)]
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
-    def save_pretrained(self, out_dir: str | os.PathLike) -> Path:
-        """config.json + model.safetensors (+ the tokenizer, if one is loaded or loadable)."""
-        out = save_checkpoint(self.model, out_dir)
+    def save_pretrained(self, out_dir: str | os.PathLike, max_shard_size: int | str = MAX_SHARD_SIZE) -> Path:
+        """config.json + safetensors (sharded above ``max_shard_size``) + the tokenizer, if one is loaded:
+        a checkpoint that ``load_model`` and, after ``import unmask``, ``transformers.AutoModel`` load."""
+        out = save_checkpoint(self.model, out_dir, max_shard_size)
         if self._tokenizer is not None:
             self._tokenizer.save_pretrained(str(out))
         return out
+
+    def push_to_hub(self, repo_id: str, *, private: bool | None = None, token: str | None = None,
+                    commit_message: str = "Upload model", max_shard_size: int | str = MAX_SHARD_SIZE) -> str:
+        """Upload what :meth:`save_pretrained` writes to the Hub repo ``repo_id`` (created if needed); returns
+        the commit's URL."""
+        import tempfile
+
+        from huggingface_hub import HfApi
+        api = HfApi(token=token)
+        repo = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+        with tempfile.TemporaryDirectory() as tmp:
+            self.save_pretrained(tmp, max_shard_size)
+            return str(api.upload_folder(repo_id=repo, folder_path=tmp, commit_message=commit_message))
 
 
 def left_pad(rows: Sequence[Sequence[int]], pad_id: int,
@@ -272,10 +287,10 @@ def check_adapter(adapter_dir: str | os.PathLike) -> None:
     path = Path(adapter_dir).expanduser()
     if not path.is_dir():
         raise CheckpointError(f"no such adapter directory: {adapter_dir}; pass a LoRA adapter directory "
-                              f"(a training checkpoint's model/ folder when use_peft was on)")
+                              f"(a training checkpoint folder, or the run's output_dir, when use_peft was on)")
     if not (path / "adapter_config.json").is_file():
         raise CheckpointError(f"{adapter_dir} has no adapter_config.json; pass a LoRA adapter directory "
-                              f"(a training checkpoint's model/ folder when use_peft was on)")
+                              f"(a training checkpoint folder, or the run's output_dir, when use_peft was on)")
 
 
 def apply_lora(model: nn.Module, adapter_dir: str | os.PathLike, merge: bool = True) -> nn.Module:

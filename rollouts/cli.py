@@ -59,8 +59,8 @@ def add_generate_parser(sub) -> None:
     p.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit)")
     p.add_argument("--trust-remote-code", action="store_true", help="allow non-native model types via their own code")
     p.add_argument("--mask-token-id", type=int, default=None, help="override config.json's mask_token_id")
-    p.add_argument("--adapter", default=None, help="LoRA adapter directory (e.g. a training checkpoint's model/), "
-                                                   "merged into the model's weights before decoding")
+    p.add_argument("--adapter", default=None, help="LoRA adapter directory (a training checkpoint folder or a run's "
+                                                   "output_dir), merged into the model's weights before decoding")
     add_sampler_arguments(p)
     p.set_defaults(func=run_generate)
 

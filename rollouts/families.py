@@ -1,8 +1,9 @@
 """Model families: what differs between LLaDA, Dream and other dLLMs, in one registry.
 
-A :class:`Family` says how to build the native model from config.json, whether logits are shifted
-(Dream predicts position i from output i-1), which linear layers LoRA should wrap, the chat template
-to fall back on when a tokenizer ships none, and the unmasking schedule its reference sampler uses.
+A :class:`Family` says how to build the native model (a transformers ``PreTrainedModel``) from config.json,
+whether logits are shifted (Dream predicts position i from output i-1), which linear layers LoRA should wrap,
+the chat template to fall back on when a tokenizer ships none, and the unmasking schedule its reference
+sampler uses.
 New families register with :func:`register_family` without touching callers.
 """
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Callable
 
 from .models.base import ArchConfig, BidirectionalLM
 from .models.dream import DreamModel, dream_arch
-from .models.llada import LLaDAModel, llada_arch
+from .models.llada import LLaDAModelLM, llada_arch
 
 # LLaDA-8B-Instruct's published chat template (tokenizer_config.json).
 LLADA_CHAT_TEMPLATE = (
@@ -47,7 +48,10 @@ class Family:
     eot_token: str | None = None  # end-of-turn token, treated like EOS by EOS-handling sampler options
 
     def build(self, hf_config: dict, source: str = "config.json") -> BidirectionalLM:
-        return self.model_class(self.arch(hf_config, source), hf_config)
+        """The native model for a config.json dict (weights initialised; build under ``torch.device("meta")``
+        to fill them from a checkpoint). The config is checked first, so errors name ``source``."""
+        self.arch(hf_config, source)
+        return self.model_class(self.model_class.config_class.from_dict(dict(hf_config)))
 
 
 FAMILIES: dict[str, Family] = {}
@@ -68,7 +72,7 @@ def supported_model_types() -> list[str]:
 
 
 register_family(Family(
-    name="llada", model_types=("llada",), arch=llada_arch, model_class=LLaDAModel, logit_shift=False,
+    name="llada", model_types=("llada",), arch=llada_arch, model_class=LLaDAModelLM, logit_shift=False,
     lora_target_modules=("q_proj", "k_proj", "v_proj", "attn_out", "ff_proj", "up_proj", "ff_out"),
     chat_template=LLADA_CHAT_TEMPLATE,
     sampler_defaults={"schedule": "llada", "remasking": "low_confidence", "top_k": 0}, eot_token="<|eot_id|>"))

@@ -1,9 +1,9 @@
 """Tiny random models of each family, for tests and the CPU demo (no downloads).
 
 ``make_tiny("llada")`` returns a ready :class:`ModelAdapter` with the built-in byte tokenizer; save it
-with ``adapter.save_pretrained(dir)`` and it loads back through ``load_model(dir)`` like a real
-checkpoint. Weights are drawn from a seeded generator, so the same seed gives the same model
-on every machine.
+with ``adapter.save_pretrained(dir)`` and it loads back through ``load_model(dir)`` (or, after ``import
+unmask``, ``transformers.AutoModel.from_pretrained(dir)``) like a real checkpoint. Weights are drawn
+from a seeded generator, so the same seed gives the same model on every machine.
 """
 from __future__ import annotations
 

@@ -106,14 +106,21 @@ def scoring_temperature(traj: Trajectory, settings) -> float:
 
 
 def unit_logprobs(adapter: ModelAdapter, inputs: torch.Tensor, attention_mask: torch.Tensor,
-                  targets: torch.Tensor, sampler: SamplerConfig, temperature: float) -> torch.Tensor:
-    """log p(target) [B, U, L] at every completion position of every unit: one forward of B·U rows."""
+                  targets: torch.Tensor, sampler: SamplerConfig, temperature: float, *,
+                  with_entropy: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """log p(target) [B, U, L] at every completion position of every unit: one forward of B·U rows; with
+    ``with_entropy``, also the policy's entropy [B, U, L] there, from the same forward (no gradient)."""
     b, u, t = inputs.shape
     length = targets.shape[-1]
     attn = attention_mask.unsqueeze(1).expand(b, u, t).reshape(b * u, t)
     logits = adapter.logits(inputs.reshape(b * u, t), attn)[:, t - length:]
     logp = policy_logprobs(policy_logits(logits, sampler, adapter.mask_id, adapter.eos_id), temperature)
-    return logp.gather(-1, targets.reshape(b * u, length, 1).clamp(min=0)).reshape(b, u, length)
+    chosen = logp.gather(-1, targets.reshape(b * u, length, 1).clamp(min=0)).reshape(b, u, length)
+    if not with_entropy:
+        return chosen
+    with torch.no_grad():
+        entropy = torch.special.entr(logp.detach().exp()).sum(-1).reshape(b, u, length)
+    return chosen, entropy
 
 
 def _with_completion(traj: Trajectory, completion: torch.Tensor, prompt: torch.Tensor | None = None) -> torch.Tensor:

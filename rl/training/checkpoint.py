@@ -1,9 +1,11 @@
-"""Training checkpoints: everything a run needs to continue exactly, written atomically.
+"""Training checkpoints: everything a run needs to continue exactly, written atomically, in the Hugging Face
+layout (transformers' and TRL's ``checkpoint-<step>/``: the model at the folder's root, the trainer state beside it).
 
 ``output_dir/checkpoint-<step>/`` holds
-- ``model/``: the policy in Hugging Face format — LoRA adapter files (``adapter_config.json``,
-  ``adapter_model.safetensors``) or full weights (``config.json``, ``model.safetensors``) — loadable by
-  ``unmask generate`` / ``unmask eval`` (``--adapter`` for LoRA);
+- the policy, loadable from the folder itself: LoRA adapter files (``adapter_config.json``,
+  ``adapter_model.safetensors``: ``peft.PeftModel.from_pretrained(base, folder)``, ``unmask eval --adapter
+  folder``) or full weights (``config.json``, ``model.safetensors``, the tokenizer: ``load_model(folder)``,
+  ``unmask eval --model folder``);
 - ``reference.safetensors``: a frozen reference copy's weights (full fine-tuning only);
 - ``optimizer.pt``: optimizer and LR-scheduler state (tensors and numbers only: ``weights_only`` loads), or
   under DeepSpeed ``deepspeed/`` (its own checkpoint: partitioned optimizer state of every rank);
@@ -13,6 +15,9 @@
 
 A checkpoint is written to ``checkpoint-<step>.tmp`` and renamed when complete, so a crash during a
 save leaves the previous checkpoint as the latest loadable one (leftover ``.tmp`` folders are ignored).
+At the end of a run the final policy and its recipe are written to ``output_dir`` itself (:func:`save_model`,
+transformers' ``Trainer.save_model``). Checkpoints written before the policy moved to the root kept it in a
+``model/`` subfolder; :func:`model_dir` finds it there, so they still resume and load.
 """
 from __future__ import annotations
 
@@ -52,6 +57,44 @@ def resolve_resume(resume_from: str | None, output_dir: str | os.PathLike) -> Pa
         raise FileNotFoundError(f"training.resume_from {resume_from!r} is not a checkpoint directory (no "
                                 f"trainer_state.json); give a checkpoint-<step> folder or 'latest'")
     return path
+
+
+MODEL_FILES = ("config.json", "adapter_config.json")  # a full model's or a LoRA adapter's
+
+
+def model_dir(path: str | os.PathLike) -> Path:
+    """Where the policy of a checkpoint (or of a run's ``output_dir``) lies: the folder itself, or for a
+    checkpoint written before the policy moved to the root, its ``model/`` subfolder."""
+    path = Path(path)
+    if not any((path / f).is_file() for f in MODEL_FILES) and any((path / "model" / f).is_file() for f in MODEL_FILES):
+        return path / "model"
+    return path
+
+
+def save_model(policy, output_dir: str | os.PathLike, recipe_yaml: str) -> Path:
+    """The final policy (full model or LoRA adapter) and its recipe in ``output_dir`` itself (the main rank
+    calls this, inside the backend's ``full_state``)."""
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    policy.save(out)
+    (out / "recipe.yaml").write_text(recipe_yaml, encoding="utf-8")
+    return out
+
+
+def load_policy(policy, checkpoint: Path) -> None:
+    """Restore the policy's trainable weights (the LoRA adapter, or the full model) and a frozen reference copy
+    from a checkpoint written by the trainers (any rank; the weights are in Hugging Face format)."""
+    from safetensors.torch import load_file
+
+    from unmask.rollouts.models.checkpoint import weight_files
+    source = model_dir(checkpoint)
+    if policy.peft_model is not None:
+        from peft import set_peft_model_state_dict
+        set_peft_model_state_dict(policy.peft_model, load_file(str(source / "adapter_model.safetensors")))
+    else:
+        state = {k: v for file in weight_files(source) for k, v in load_file(str(file)).items()}
+        policy.adapter.model.load_state_dict(state)
+    policy.load_reference(checkpoint)
 
 
 def rng_state() -> dict:

@@ -26,6 +26,8 @@ import torch
 
 from unmask.rl.recipes import find_recipe
 
+from .checkpoint import load_policy
+
 
 class SingleProcess:
     """One process, CPU or one GPU: plain torch."""
@@ -51,12 +53,17 @@ class SingleProcess:
     def full_parameters(self) -> Iterator[None]:
         yield
 
-    def step(self) -> None:
+    def step(self) -> float:
+        """Clip, step, schedule, zero; return the total gradient norm before clipping (TRL's ``grad_norm``)."""
         if self.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm)
+            norm = torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm)
+        else:
+            grads = [p.grad.detach() for p in self.params if p.grad is not None]
+            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])) if grads else 0.0
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
+        return float(norm)
 
     def autocast(self, device: torch.device, bf16: bool):
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
@@ -68,11 +75,12 @@ class SingleProcess:
         return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
 
     def save_training_state(self, directory: Path) -> None:
+        """Optimizer and scheduler state beside the policy's weights (which the trainer writes to the folder's root)."""
         if self.is_main:
             torch.save(self.state_dict(), directory / "optimizer.pt")
 
     def load_training_state(self, directory: Path, policy) -> None:
-        policy.load(directory)
+        load_policy(policy, directory)  # the model (or adapter) at the checkpoint's root; model/ in older ones
         state = torch.load(directory / "optimizer.pt", map_location=policy.adapter.device, weights_only=True)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -161,8 +169,10 @@ class DeepSpeedZero(SingleProcess):
             finally:
                 offload._register_deepspeed_module(offload.module)
 
-    def step(self):
+    def step(self) -> float | None:
         self.engine.step()  # clipping (config), optimizer, LR schedule; gradients zeroed
+        norm = self.engine.get_global_grad_norm()  # before clipping; None where DeepSpeed computes none
+        return None if norm is None else float(norm)
 
     def autocast(self, device, bf16):
         return contextlib.nullcontext()  # DeepSpeed's bf16 mode casts the model itself
@@ -179,10 +189,12 @@ class DeepSpeedZero(SingleProcess):
             yield
 
     def save_training_state(self, directory: Path) -> None:
+        """DeepSpeed's own checkpoint (every rank's optimizer partition) in ``deepspeed/``; the trainer writes the
+        gathered policy to the folder's root."""
         self.engine.save_checkpoint(str(directory / "deepspeed"), tag="state")
 
     def load_training_state(self, directory: Path, policy) -> None:
-        self.engine.load_checkpoint(str(directory / "deepspeed"), tag="state")
+        self.engine.load_checkpoint(str(directory / "deepspeed"), tag="state")  # the weights too, partitioned
         if (directory / "reference.safetensors").is_file():
             policy.load_reference(directory)
 

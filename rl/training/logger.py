@@ -1,9 +1,11 @@
 """Metric sinks: always a local JSONL file, Weights & Biases when installed and asked for (offline mode
 works: ``WANDB_MODE=offline``), a one-line progress report with ETA, and a sample of completions.
 
-Metric names follow TRL where the concept exists (``reward``, ``reward_std``, ``frac_reward_zero_std``,
-``completions/mean_length``, ``clip_ratio/*``, ``kl``, ``loss``), plus the dLLM ones (``rollout/nfe``,
-``rollout/tokens_per_second``, ``rollout/seconds``) and ``rewards/<name>`` for each reward's mean.
+Metric names are TRL's (``GRPOTrainer``, and transformers' ``Trainer``) wherever TRL has the concept —
+``loss``, ``learning_rate``, ``grad_norm``, ``epoch``, ``reward``, ``reward_std``, ``frac_reward_zero_std``,
+``rewards/<name>/mean`` and ``/std``, ``kl``, ``entropy``, ``clip_ratio/{low,high,region}_mean``,
+``completions/mean_length`` — plus unmask's own (``rollout/*``, ``frac_rows_kept``, ``eval/*``). The README's
+metrics table lists every name written, with its meaning (``tests/rl/test_metrics.py`` keeps the two equal).
 On resume the JSONL keeps only the lines up to the checkpoint's step, so the file reads as one run.
 """
 from __future__ import annotations

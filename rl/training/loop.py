@@ -9,7 +9,8 @@
 The scorer is given once and sees token ids, so the same step serves tokenizer-free toy tasks and text rewards
 (the trainer's scorer decodes them and calls the recipe's reward functions). For MDPO it also scores every recorded
 step's full prediction (the step's committed tokens plus its predictions for the masked positions). The step returns
-what it measured: the update's metrics, each reward's mean and the scores of the final completions.
+what it measured under TRL's metric names (``TRL_NAMES`` renames the update's): the update's metrics, each reward's
+mean and standard deviation, and the scores of the final completions.
 """
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ class StepResult:
     """What one RL step measured."""
 
     metrics: dict[str, float]  #: the update's loss metrics, reward statistics and rollout speed
-    reward_means: dict[str, float]  #: ``rewards/<name>``: each reward's mean over the final completions
+    reward_stats: dict[str, float]  #: ``rewards/<name>/mean`` and ``/std`` of each reward over the final completions
     scores: Scores  #: the final completions' scores (the samples to log)
 
 
@@ -64,9 +65,21 @@ def prompt_rows(traj: Trajectory) -> list[list[int]]:
     return [row[mask.bool()].tolist() for row, mask in zip(traj.prompt_ids, traj.prompt_mask)]
 
 
-def reward_means(per_reward: dict[str, list[float | None]], prefix: str) -> dict[str, float]:
-    """Mean of each reward over the batch (None counted as 0), keyed ``prefix + name``."""
-    return {prefix + k: sum(v or 0.0 for v in vals) / len(vals) for k, vals in per_reward.items()}
+# the policy loss's diagnostics under TRL's names (GRPOTrainer: token means over the batch)
+TRL_NAMES = {"clip_ratio/low": "clip_ratio/low_mean", "clip_ratio/high": "clip_ratio/high_mean",
+             "clip_ratio/region": "clip_ratio/region_mean"}
+
+
+def reward_stats(per_reward: dict[str, list[float | None]], prefix: str) -> dict[str, float]:
+    """Mean and standard deviation of each reward over the completions it scored (as TRL, a None — the reward
+    does not apply — is left out; NaN when it applied to none), keyed ``prefix + name + "/mean"`` and ``"/std"``."""
+    out = {}
+    for name, values in per_reward.items():
+        x = torch.tensor([float("nan") if v is None else float(v) for v in values], dtype=torch.float64)
+        x = x[~x.isnan()]
+        out[f"{prefix}{name}/mean"] = float(x.mean()) if len(x) else float("nan")
+        out[f"{prefix}{name}/std"] = float(x.std()) if len(x) > 1 else (0.0 if len(x) else float("nan"))
+    return out
 
 
 class RLStep:
@@ -98,10 +111,10 @@ class RLStep:
                              mask_seeds=[rng.randrange(2 ** 31) for _ in range(settings.num_iterations)],
                              step_rewards=step_rewards)
         compute_advantages(batch, settings)
-        metrics = self.update.run(batch, optimizer_step)
+        metrics = {TRL_NAMES.get(k, k): v for k, v in self.update.run(batch, optimizer_step).items()}
         stats = RolloutEngine.stats(traj)
         metrics.update(batch.metrics)
         metrics.update({"rollout/nfe": float(stats.nfe), "rollout/seconds": stats.seconds,
                         "rollout/tokens_per_second": stats.tokens_per_second,
                         "completions/mean_length": stats.mean_completion_length})
-        return StepResult(metrics, reward_means(scores.per_reward, "rewards/"), scores)
+        return StepResult(metrics, reward_stats(scores.per_reward, "rewards/"), scores)

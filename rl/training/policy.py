@@ -102,17 +102,6 @@ class Policy:
             return {k: v.detach().cpu() for k, v in self.reference.adapter.model.state_dict().items()}
         return None
 
-    def load(self, checkpoint: Path) -> None:
-        """Restore the policy (and a frozen reference) from a checkpoint written by :meth:`save`."""
-        from safetensors.torch import load_file
-        model_dir = checkpoint / "model"
-        if self.peft_model is not None:
-            from peft import set_peft_model_state_dict
-            set_peft_model_state_dict(self.peft_model, load_file(str(model_dir / "adapter_model.safetensors")))
-        else:
-            self.adapter.model.load_state_dict(load_file(str(model_dir / "model.safetensors")))
-        self.load_reference(checkpoint)
-
     def load_reference(self, checkpoint: Path) -> None:
         from safetensors.torch import load_file
         if (checkpoint / "reference.safetensors").is_file() and isinstance(self.reference, FrozenCopyReference):

@@ -11,6 +11,11 @@ activation memory is that of c units' forward, not U. For losses that are sums o
 ratios, ELBO combining) one gradient-free pass first fixes every unit's log-prob; each chunk then
 recomputes its own units with gradients and the loss is evaluated on the detached rest, which gives
 exactly the full gradient split over chunks — at the cost of that extra gradient-free forward.
+
+Metrics: the loss (mean over micro-batches and iterations), the loss's per-token diagnostics (``kl``, clip
+fractions), and ``entropy``: the mean entropy of the policy (the sampler's filtered distribution at the scoring
+temperature) at the positions each unit scores, taken from the logits of the forward that has the gradient — an
+elementwise pass over them, no extra forward.
 """
 from __future__ import annotations
 
@@ -59,11 +64,18 @@ class PolicyUpdate:
 
     # ---- scoring -------------------------------------------------------------------------------
     def _logprobs(self, adapter: ModelAdapter, batch: RolloutBatch, units: Units, lo: int, hi: int,
-                  rows: slice = slice(None)) -> torch.Tensor:
-        """Log-probs [B, hi − lo, L] of units lo..hi (``units`` already restricted to ``rows``)."""
+                  rows: slice = slice(None), entropy: list | None = None) -> torch.Tensor:
+        """Log-probs [B, hi − lo, L] of units lo..hi (``units`` already restricted to ``rows``); with ``entropy``,
+        also appends (sum, count) of the policy's entropy over the units' scored positions of kept rows."""
         traj = batch.traj
-        return unit_logprobs(adapter, units.inputs[:, lo:hi], traj.attention_mask()[rows], units.targets[:, lo:hi],
-                             sampler_of(traj), scoring_temperature(traj, self.settings)).float()
+        args = (adapter, units.inputs[:, lo:hi], traj.attention_mask()[rows], units.targets[:, lo:hi],
+                sampler_of(traj), scoring_temperature(traj, self.settings))
+        if entropy is None:
+            return unit_logprobs(*args).float()
+        logp, h = unit_logprobs(*args, with_entropy=True)
+        counted = units.select[:, lo:hi] & batch.keep[rows].view(-1, 1, 1)
+        entropy.append((float((h * counted).sum()), float(counted.sum())))
+        return logp.float()
 
     def _chunks(self, units: Units) -> list[tuple[int, int]]:
         n = units.num_units
@@ -119,20 +131,22 @@ class PolicyUpdate:
             return policy_objective(self.estimator.combine(logp, units), old, ref, adv, scored, units.loss_weight, s,
                                     norms)
 
-        def score(lo, hi):
-            return self._logprobs(self.adapter, batch, units, lo, hi, rows)
+        entropy: list[tuple[float, float]] = []
+
+        def score(lo, hi, measure=True):
+            return self._logprobs(self.adapter, batch, units, lo, hi, rows, entropy if measure else None)
 
         chunks = self._chunks(units)
         if len(chunks) == 1:
             loss, info = objective(score(*chunks[0]))
             self.backend.backward(loss * self.loss_scale)
-            return _summary(loss, info, scored)
+            return _summary(loss, info, scored, entropy)
         separable = not self.estimator.combines and s.importance_sampling_level == "token"
         if separable:  # each token's loss depends on its own unit only: the other units' values are not needed
             base = torch.zeros(units.select.shape, device=units.select.device)
         else:
             with torch.no_grad():
-                base = torch.cat([score(lo, hi) for lo, hi in chunks], 1)
+                base = torch.cat([score(lo, hi, measure=False) for lo, hi in chunks], 1)
         for lo, hi in chunks:
             live = score(lo, hi)
             loss, _ = objective(torch.cat([base[:, :lo], live, base[:, hi:]], 1))
@@ -140,7 +154,7 @@ class PolicyUpdate:
             base[:, lo:hi] = live.detach()
         with torch.no_grad():
             loss, info = objective(base)
-        return _summary(loss, info, scored)
+        return _summary(loss, info, scored, entropy)
 
     # ---- the iterations ----------------------------------------------------------------------------
     def run(self, batch: RolloutBatch, optimizer_step: Callable[[], None]) -> dict[str, float]:
@@ -172,12 +186,15 @@ class PolicyUpdate:
         return finalize_metrics(_merge(history))
 
 
-def _summary(loss: torch.Tensor, info: dict[str, torch.Tensor], scored: torch.Tensor) -> dict:
+def _summary(loss: torch.Tensor, info: dict[str, torch.Tensor], scored: torch.Tensor,
+             entropy: list[tuple[float, float]]) -> dict:
     """Token-weighted sums of the diagnostics (merged across micro-batches and iterations)."""
     n = float(scored.sum())
     out = {"loss": (float(loss.detach()), 1.0)}
     for key, value in info.items():
         out[key] = (float((value.float() * scored).sum()), n)
+    if entropy:
+        out["entropy"] = (sum(s for s, _ in entropy), sum(c for _, c in entropy))
     return out
 
 

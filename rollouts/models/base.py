@@ -1,10 +1,11 @@
-"""The shared skeleton of a bidirectional (masked-diffusion) transformer LM.
+"""The shared skeleton of a bidirectional (masked-diffusion) transformer LM, a transformers ``PreTrainedModel``.
 
 Each family (``llada.py``, ``dream.py``) declares its parameter layout, exactly as named in the
-published checkpoints, and how to read its ``config.json`` into an :class:`ArchConfig`; the forward
-pass — embed, blocks, final norm, output head — is the same for all of them and lives here.
-Models return *raw* logits [B, T, V]; family conventions such as Dream's logit shift are applied by
-the model adapter (``rollouts.adapter``), never here.
+published checkpoints, its ``PretrainedConfig`` (``configuration.py``) and how to read that config into an
+:class:`ArchConfig`; the forward pass — embed, blocks, final norm, output head — is the same for all of
+them and lives here. Models return *raw* logits [B, T, V] (``return_dict=True``: a transformers
+``MaskedLMOutput`` holding them); family conventions such as Dream's logit shift are applied by the model
+adapter (``rollouts.adapter``), never here. Attention is always PyTorch's scaled-dot-product attention.
 """
 from __future__ import annotations
 
@@ -15,9 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
+from transformers.modeling_outputs import MaskedLMOutput
+from transformers.modeling_utils import PreTrainedModel
 
 from .cache import KVCache
 from .layers import (
+    RMSNorm,
     apply_rotary,
     bidirectional_attention,
     merge_heads,
@@ -63,6 +67,14 @@ class ArchConfig:
                                    f"{self.n_kv_heads} key/value heads")
 
 
+def rope_theta(cfg: dict, default: float) -> float:
+    """RoPE base: ``rope_theta``, or inside ``rope_parameters`` where transformers 5 may move it."""
+    theta = cfg.get("rope_theta")
+    if theta is None:
+        theta = (cfg.get("rope_parameters") or {}).get("rope_theta", default)
+    return float(theta)
+
+
 @dataclass
 class AttentionContext:
     """What every layer's attention needs besides its input: RoPE tables, the key mask, and optionally
@@ -93,25 +105,69 @@ def swiglu(h: torch.Tensor, gate: nn.Linear, up: nn.Linear, down: nn.Linear) -> 
     return down(F.silu(gate(h)) * up(h))
 
 
-class BidirectionalLM(nn.Module):
-    """Forward pass common to all families. Subclasses build the modules and implement ``parts``."""
+class BidirectionalLM(PreTrainedModel):
+    """Forward pass common to all families. Subclasses set ``config_class`` and ``read_arch``, build their
+    modules after ``super().__init__(config)``, call :meth:`finish_init` and implement ``parts``."""
 
     family: str = ""
+    base_model_prefix = "model"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
 
-    def __init__(self, arch: ArchConfig, hf_config: dict):
-        super().__init__()
-        self.arch = arch
-        self.hf_config = dict(hf_config)  # written back verbatim when the model is saved
+    @staticmethod
+    def read_arch(cfg: dict, source: str) -> ArchConfig:
+        raise NotImplementedError
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.arch = self.read_arch(config.to_dict(), config.name_or_path or "config.json")
         self.gradient_checkpointing = False
+
+    def finish_init(self) -> None:
+        """transformers' ``post_init`` (weight init, tying bookkeeping). Building the modules already drew
+        torch's default initialisation from the global RNG; this second draw is kept off it, so building a
+        model consumes the random stream as a plain ``nn.Module`` did (seeded code after it is unchanged)."""
+        device = next(self.parameters()).device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            self.post_init()
+
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        """Whether checkpointing is on (PEFT asks under this name, which transformers 5 deprecates with a warning)."""
+        return bool(self.gradient_checkpointing)
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """Normal(0, initializer_range or init_std, else 0.02) matrices and embeddings, zero biases, unit norms
+        (transformers calls this for fresh models and for weights a checkpoint lacks)."""
+        std = float(getattr(self.config, "initializer_range", None) or getattr(self.config, "init_std", None) or 0.02)
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+            if getattr(module, "bias", None) is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, RMSNorm):
+            nn.init.ones_(module.weight)
 
     def parts(self) -> tuple[nn.Embedding, nn.ModuleList, nn.Module, torch.Tensor]:
         """(token embedding, blocks, final norm, output-head weight)."""
         raise NotImplementedError
 
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.parts()[0]
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        raise NotImplementedError(f"{type(self).__name__} does not support replacing its embedding")
+
+    def get_output_embeddings(self) -> nn.Linear | None:
+        """The output head's linear layer, None when the head is the (tied) embedding itself."""
+        head = self.parts()[3]
+        return next((m for m in self.modules() if isinstance(m, nn.Linear) and m.weight is head), None)
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 position_ids: torch.Tensor | None = None, past: KVCache | None = None,
-                return_kv: bool = False) -> torch.Tensor | tuple[torch.Tensor, KVCache]:
-        """Logits [B, T, V] for ``input_ids``.
+                return_kv: bool = False, return_dict: bool = False):
+        """Logits [B, T, V] for ``input_ids`` (``return_dict=True``: a ``MaskedLMOutput``).
 
         With ``past``, the tokens attend to the cached context as well as to each other; pass their
         ``position_ids`` (they no longer start at 0). With ``return_kv``, also return a cache of this
@@ -138,15 +194,12 @@ class BidirectionalLM(nn.Module):
         logits = F.linear(norm(x), head)
         if self.arch.scale_logits:
             logits = logits * (1.0 / math.sqrt(self.arch.hidden_size))
-        if return_kv:
-            return logits, KVCache([k for k, _ in ctx.collect], [v for _, v in ctx.collect], active)
-        return logits
+        kv = KVCache([k for k, _ in ctx.collect], [v for _, v in ctx.collect], active) if return_kv else None
+        out = MaskedLMOutput(logits=logits) if return_dict else logits
+        return (out, kv) if return_kv else out
 
     def output_head_names(self) -> list[str]:
         """Names of the linear module(s) holding the output head. The forward multiplies by the head's
         weight directly, so LoRA layers there would be ignored unmerged and applied merged: LoRA skips them."""
         head = self.parts()[3]
         return [n for n, m in self.named_modules() if isinstance(m, nn.Linear) and m.weight is head]
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())

@@ -3,7 +3,8 @@
 Handles a local directory or a Hub id, single-file or sharded safetensors
 (``model.safetensors.index.json``), dtype and device choice, and builds the model on the meta device
 so an 8B checkpoint is materialised once, directly in its target dtype. Every failure names the
-file and the fix.
+file and the fix. Saving is transformers' ``save_pretrained`` (sharded above ``MAX_SHARD_SIZE``), so what
+is written loads back here and through ``transformers.AutoModel`` alike.
 """
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from torch import nn
 
 from .base import BidirectionalLM
 
+MAX_SHARD_SIZE = "5GB"  # the Hub's usual shard size: an 8B model in bfloat16 is four files
 WEIGHTS = "model.safetensors"
 INDEX = "model.safetensors.index.json"
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken", "*.jinja", "*.py"]
@@ -124,15 +126,21 @@ def _names(names) -> str:
     return ", ".join(names[:5]) + more
 
 
-def load_weights(model: BidirectionalLM, path: Path, dtype: torch.dtype, device: torch.device) -> None:
-    """Fill a meta-device model from the checkpoint's safetensors, checking names and shapes."""
-    expected = {k: v.shape for k, v in model.state_dict().items()}
+def read_state_dict(path: Path, dtype: torch.dtype | None = None, device: torch.device | str = "cpu") -> dict:
+    """All tensors of a checkpoint's safetensors (single-file or sharded), floating ones cast to ``dtype``."""
     state: dict[str, torch.Tensor] = {}
-    for file in weight_files(path):
+    for file in weight_files(Path(path)):
         with safe_open(str(file), framework="pt", device=str(device)) as f:
             for key in f.keys():
                 t = f.get_tensor(key)
-                state[key] = t.to(dtype) if t.is_floating_point() else t
+                state[key] = t.to(dtype) if dtype is not None and t.is_floating_point() else t
+    return state
+
+
+def load_weights(model: BidirectionalLM, path: Path, dtype: torch.dtype, device: torch.device) -> None:
+    """Fill a meta-device model from the checkpoint's safetensors, checking names and shapes."""
+    expected = {k: v.shape for k, v in model.state_dict().items()}
+    state = read_state_dict(path, dtype, device)
     missing, unexpected = expected.keys() - state.keys(), state.keys() - expected.keys()
     if missing or unexpected:
         parts = [f"missing {len(missing)}: {_names(missing)}" if missing else "",
@@ -145,13 +153,21 @@ def load_weights(model: BidirectionalLM, path: Path, dtype: torch.dtype, device:
     model.load_state_dict(state, strict=True, assign=True)
 
 
-def save_checkpoint(model: BidirectionalLM, out_dir: str | os.PathLike) -> Path:
-    """Write config.json + model.safetensors in the family's published format."""
+def save_checkpoint(model: nn.Module, out_dir: str | os.PathLike, max_shard_size: int | str = MAX_SHARD_SIZE) -> Path:
+    """Write config.json + safetensors (``model.safetensors``, or shards and their index) with transformers'
+    ``save_pretrained``: the family's published format, loadable without remote code. A remote-code model
+    saves its inner transformers model (with its code files)."""
+    from transformers.modeling_utils import PreTrainedModel
+    inner = getattr(model, "inner", model)
+    if not isinstance(inner, PreTrainedModel):
+        raise TypeError(f"cannot save a {type(model).__name__}: not a transformers PreTrainedModel")
+    from transformers.utils import logging as hf_logging
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    cfg = dict(model.hf_config)
-    cfg["torch_dtype"] = str(next(model.parameters()).dtype).removeprefix("torch.")
-    (out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(state, str(out / WEIGHTS), metadata={"format": "pt"})
+    bar = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # no "Writing model shards" bar at every training checkpoint
+    try:
+        inner.save_pretrained(str(out), max_shard_size=max_shard_size)
+    finally:
+        if bar:
+            hf_logging.enable_progress_bar()
     return out

@@ -1,5 +1,7 @@
 """Dream (``model_type: Dream``): the Qwen2 layout with bidirectional attention.
 
+``DreamModel`` is a transformers ``PreTrainedModel`` named like the published class, with ``DreamConfig``.
+
 Parameter names follow Dream-v0-Instruct-7B: ``model.embed_tokens``,
 ``model.layers.N.self_attn.{q,k,v}_proj`` (with biases) and ``o_proj``, ``model.layers.N.mlp.{gate,up,down}_proj``,
 ``input_layernorm``, ``post_attention_layernorm``, ``model.norm`` and an untied ``lm_head``.
@@ -10,7 +12,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from .base import ArchConfig, BidirectionalLM, ModelConfigError, self_attention, swiglu
+from .base import ArchConfig, BidirectionalLM, ModelConfigError, rope_theta, self_attention, swiglu
+from .configuration import DreamConfig
 from .layers import RMSNorm
 
 
@@ -18,7 +21,8 @@ def dream_arch(cfg: dict, source: str = "config.json") -> ArchConfig:
     """Read a Dream ``config.json`` dict; unsupported switches fail with the key and the fix."""
     if cfg.get("hidden_act", "silu") != "silu":
         raise ModelConfigError(f"{source}: hidden_act={cfg['hidden_act']!r} is not supported (only 'silu')")
-    if cfg.get("use_sliding_window") or cfg.get("use_mrope") or cfg.get("rope_scaling"):
+    rope_type = (cfg.get("rope_parameters") or {}).get("rope_type", "default")  # transformers 5's rope_scaling
+    if cfg.get("use_sliding_window") or cfg.get("use_mrope") or cfg.get("rope_scaling") or rope_type != "default":
         raise ModelConfigError(f"{source}: sliding-window attention, mRoPE and rope_scaling are not supported "
                                f"by the native Dream model; load it with trust_remote_code=True instead")
     try:
@@ -27,7 +31,7 @@ def dream_arch(cfg: dict, source: str = "config.json") -> ArchConfig:
             hidden_size=int(cfg["hidden_size"]), n_heads=heads,
             n_kv_heads=int(cfg.get("num_key_value_heads") or heads), n_layers=int(cfg["num_hidden_layers"]),
             mlp_hidden_size=int(cfg["intermediate_size"]), vocab_size=int(cfg["vocab_size"]),
-            rope_theta=float(cfg.get("rope_theta", 10000.0)), norm_eps=float(cfg.get("rms_norm_eps", 1e-6)),
+            rope_theta=rope_theta(cfg, 10000.0), norm_eps=float(cfg.get("rms_norm_eps", 1e-6)),
             qkv_bias=True, tie_embeddings=bool(cfg.get("tie_word_embeddings", False)),
             rope_full_precision=False)
     except KeyError as e:
@@ -73,15 +77,20 @@ class DreamLayer(nn.Module):
 
 class DreamModel(BidirectionalLM):
     family = "dream"
+    config_class = DreamConfig
+    _no_split_modules = ["DreamLayer"]
+    read_arch = staticmethod(dream_arch)
 
-    def __init__(self, arch: ArchConfig, hf_config: dict):
-        super().__init__(arch, hf_config)
+    def __init__(self, config: DreamConfig):
+        super().__init__(config)
+        arch = self.arch
         self.model = nn.Module()
         self.model.embed_tokens = nn.Embedding(arch.vocab_size, arch.hidden_size)
         self.model.layers = nn.ModuleList(DreamLayer(arch) for _ in range(arch.n_layers))
         self.model.norm = RMSNorm(arch.hidden_size, arch.norm_eps)
         if not arch.tie_embeddings:
             self.lm_head = nn.Linear(arch.hidden_size, arch.vocab_size, bias=False)
+        self.finish_init()
 
     def parts(self):
         m = self.model

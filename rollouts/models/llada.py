@@ -1,5 +1,8 @@
 """LLaDA (``model_type: llada``): Llama-style blocks with bidirectional attention.
 
+``LLaDAModelLM`` is a transformers ``PreTrainedModel`` named like the published class (config.json's
+``architectures``), with ``LLaDAConfig``.
+
 Parameter names follow the published LLaDA-8B checkpoints: ``model.transformer.wte``,
 ``model.transformer.blocks.N.{q_proj,k_proj,v_proj,attn_out,ff_proj,up_proj,ff_out,attn_norm,ff_norm}``,
 ``model.transformer.ln_f`` and ``model.transformer.ff_out`` (untied head unless ``weight_tying``).
@@ -9,7 +12,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from .base import ArchConfig, BidirectionalLM, ModelConfigError, self_attention, swiglu
+from .base import ArchConfig, BidirectionalLM, ModelConfigError, rope_theta, self_attention, swiglu
+from .configuration import LLaDAConfig
 from .layers import RMSNorm
 
 # config.json switches the native implementation supports, with the only value it accepts.
@@ -31,7 +35,7 @@ def llada_arch(cfg: dict, source: str = "config.json") -> ArchConfig:
             n_kv_heads=1 if cfg.get("multi_query_attention") else int(cfg.get("n_kv_heads") or heads),
             n_layers=int(cfg["n_layers"]), mlp_hidden_size=int(mlp),
             vocab_size=int(cfg.get("embedding_size") or cfg["vocab_size"]),
-            rope_theta=float(cfg.get("rope_theta", 10000.0)), norm_eps=float(cfg.get("rms_norm_eps", 1e-5)),
+            rope_theta=rope_theta(cfg, 10000.0), norm_eps=float(cfg.get("rms_norm_eps", 1e-5)),
             qkv_bias=bool(cfg.get("include_bias") or cfg.get("include_qkv_bias")),
             out_bias=bool(cfg.get("include_bias")), mlp_bias=bool(cfg.get("include_bias")),
             tie_embeddings=bool(cfg.get("weight_tying", False)), scale_logits=bool(cfg.get("scale_logits", False)),
@@ -63,11 +67,15 @@ class LLaDABlock(nn.Module):
         return x + swiglu(self.ff_norm(x), self.ff_proj, self.up_proj, self.ff_out)
 
 
-class LLaDAModel(BidirectionalLM):
+class LLaDAModelLM(BidirectionalLM):
     family = "llada"
+    config_class = LLaDAConfig
+    _no_split_modules = ["LLaDABlock"]
+    read_arch = staticmethod(llada_arch)
 
-    def __init__(self, arch: ArchConfig, hf_config: dict):
-        super().__init__(arch, hf_config)
+    def __init__(self, config: LLaDAConfig):
+        super().__init__(config)
+        arch = self.arch
         t = nn.ModuleDict({
             "wte": nn.Embedding(arch.vocab_size, arch.hidden_size),
             "blocks": nn.ModuleList(LLaDABlock(arch) for _ in range(arch.n_layers)),
@@ -77,6 +85,7 @@ class LLaDAModel(BidirectionalLM):
             t["ff_out"] = nn.Linear(arch.hidden_size, arch.vocab_size, bias=False)
         self.model = nn.Module()
         self.model.transformer = t
+        self.finish_init()
 
     def parts(self):
         t = self.model.transformer

@@ -46,8 +46,11 @@ def test_demo_writes_summary_curve_and_a_loadable_checkpoint(pipeline):
     assert s["accuracy_curve"][-1][1] == s["accuracy_rl"], s
     assert [step for step, _ in s["reward_curve"]] == [1, 2, 3, 4]
     from unmask.rollouts.adapter import load_model
-    assert load_model(out / "rl" / "checkpoint-4" / "model", device="cpu").model.num_parameters() > 0
-    assert (out / "sft-run" / "checkpoint-40").is_dir()
+    for model in (out / "sft", out / "rl", out / "rl" / "checkpoint-4"):  # each run's final model, a checkpoint's
+        assert load_model(model, device="cpu").model.num_parameters() > 0
+    assert (out / "sft" / "checkpoint-40").is_dir() and (out / "sft" / "init" / "config.json").is_file()
+    final, last = (out / "rl" / "model.safetensors", out / "rl" / "checkpoint-4" / "model.safetensors")
+    assert final.read_bytes() == last.read_bytes()
 
 
 def test_demo_refuses_to_overwrite_a_run(pipeline):

@@ -44,7 +44,7 @@ def tiny_recipe(out, *overrides):
 
 
 def weights(checkpoint) -> bytes:
-    return (checkpoint / "model" / "model.safetensors").read_bytes()
+    return (checkpoint / "model.safetensors").read_bytes()
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -156,7 +156,7 @@ def test_checkpoint_loads_and_decodes(trained):
     saved = yaml.safe_load((path / "recipe.yaml").read_text())
     assert saved["sft"]["init_model"] == TINY and saved["model"]["name_or_path"] == str(path.parent / "init")
     config = SamplerConfig(max_completion_length=40, diffusion_steps=20, block_length=40, temperature=0.0)
-    adapter = load_model(path / "model", device="cpu")
+    adapter = load_model(path, device="cpu")  # the model at the checkpoint's root
     assert adapter.model.num_parameters() == random_init(trainer.cfg).model.num_parameters()
     assert adapter.format_prompt("12+34=") == "12+34="  # the saved "raw" chat template came back
     traj = RolloutEngine(adapter, config).rollout(["12+34="])
@@ -168,12 +168,12 @@ def test_checkpoint_loads_and_decodes(trained):
 
 def test_task_pairs_read_the_task_from_the_saved_recipe(trained, tmp_path):
     trainer, _ = trained
-    pairs = task_pairs(trainer.last_checkpoint / "model", 3, 128)
+    pairs = task_pairs(trainer.last_checkpoint, 3, 128)
     want = make_addition_dataset(3, seed=0, width=2, split="held_out")
     assert pairs == [(ex.prompt, ex.completion) for ex in want]
-    assert task_pairs(trainer.last_checkpoint, 3, 128) == pairs  # the checkpoint folder itself works too
+    assert task_pairs(trainer.cfg.training.output_dir, 3, 128) == pairs  # the run's final model too
     with pytest.raises(ValueError, match=r"2-digit addition, whose completions \(38 tokens\) do not fit"):
-        task_pairs(trainer.last_checkpoint / "model", 3, 16)
+        task_pairs(trainer.last_checkpoint, 3, 16)
     with pytest.raises(FileNotFoundError, match="no recipe.yaml in .*--train-minutes M"):
         task_pairs(tmp_path, 3, 128)
     other = tmp_path / "gsm8k"
@@ -192,7 +192,7 @@ def test_training_is_deterministic_given_seed(tmp_path):
         trainer.setup().train()
         paths.append(trainer.last_checkpoint)
     a, b = paths
-    wa, wb = (load_model(p / "model", device="cpu").model.state_dict() for p in (a, b))
+    wa, wb = (load_model(p, device="cpu").model.state_dict() for p in (a, b))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert weights(a) == weights(b)
     assert (tmp_path / "a" / "init" / "model.safetensors").read_bytes() == (

@@ -38,11 +38,14 @@ def test_unmask_sft_runs_the_tiny_recipe(tmp_path, capsys):
     assert [round(r["loss"], 4) for r in rows] == [7.6719, 7.2413, 7.108, 4.4735, 4.907, 5.1015]
     assert [round(r["eval/loss"], 4) for r in rows if "eval/loss" in r] == [6.266, 5.0249]
     # transformers' constant_with_warmup: step s of the 2-step warm-up runs at s / 2 of the rate, then constant
-    assert [r["lr"] for r in rows[:3]] == pytest.approx([0.0, 1.5e-3, 3e-3])
+    assert [r["learning_rate"] for r in rows[:3]] == pytest.approx([0.0, 1.5e-3, 3e-3])
+    assert all(r["grad_norm"] > 0 for r in rows)
     from unmask.rollouts.adapter import load_model
-    model = load_model(tmp_path / "checkpoint-6" / "model", tokenizer="bytes", device="cpu")
+    model = load_model(tmp_path / "checkpoint-6", tokenizer="bytes", device="cpu")  # the model at its root
     start = load_file(str(LLADA_TINY / "model.safetensors"))
     assert max(float((model.model.state_dict()[k] - start[k]).abs().max()) for k in start) > 1e-3  # it trained
+    final = load_model(tmp_path, tokenizer="bytes", device="cpu").model.state_dict()  # the final model: output_dir
+    assert all(torch.equal(final[k], v) for k, v in model.model.state_dict().items())
 
 
 def test_resume_continues_exactly(tmp_path):
@@ -53,16 +56,17 @@ def test_resume_continues_exactly(tmp_path):
     assert [r["step"] for r in b] == [4, 5, 6]
     for ra, rb in zip(a[3:], b):
         assert rb["loss"] == pytest.approx(ra["loss"], abs=1e-6) and rb["epoch"] == ra["epoch"]
-    wa = load_file(str(tmp_path / "whole" / "checkpoint-6" / "model" / "model.safetensors"))
-    wb = load_file(str(tmp_path / "resumed" / "checkpoint-6" / "model" / "model.safetensors"))
+    wa = load_file(str(tmp_path / "whole" / "checkpoint-6" / "model.safetensors"))
+    wb = load_file(str(tmp_path / "resumed" / "checkpoint-6" / "model.safetensors"))
     assert max(float((wa[k] - wb[k]).abs().max()) for k in wa) < 1e-6
 
 
 def test_lora_sft_trains_an_adapter_that_evaluates_unmerged(tmp_path):
     SftTrainer(recipe(tmp_path, "model.use_peft=true", "model.lora_r=4", "model.lora_alpha=8",
                       "training.max_steps=2", "training.save_steps=2", "training.eval_steps=null")).setup().train()
-    adapter_dir = tmp_path / "checkpoint-2" / "model"
+    adapter_dir = tmp_path / "checkpoint-2"  # the adapter at the checkpoint's root, and the final one in output_dir
     weights = load_file(str(adapter_dir / "adapter_model.safetensors"))
+    assert load_file(str(tmp_path / "adapter_model.safetensors")).keys() == weights.keys()
     assert weights and all("lora_" in k for k in weights)
     assert any(float(v.abs().max()) > 0 for k, v in weights.items() if "lora_B" in k)  # B starts at 0: it moved
     from unmask.rollouts.adapter import load_model

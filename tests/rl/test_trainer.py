@@ -47,9 +47,9 @@ def metrics(out: Path) -> list[dict]:
 
 
 def weights(checkpoint: Path) -> dict[str, torch.Tensor]:
-    model = checkpoint / "model"
-    return load_file(str(model / ("adapter_model.safetensors" if (model / "adapter_model.safetensors").exists()
-                                  else "model.safetensors")))
+    """The policy's weights in a checkpoint folder or a run's output_dir: at its root (Hugging Face layout)."""
+    lora = (checkpoint / "adapter_model.safetensors").exists()
+    return load_file(str(checkpoint / ("adapter_model.safetensors" if lora else "model.safetensors")))
 
 
 def test_unmask_train_runs_the_tiny_recipe_end_to_end(tmp_path, capsys):
@@ -57,15 +57,18 @@ def test_unmask_train_runs_the_tiny_recipe_end_to_end(tmp_path, capsys):
     assert "done:" in capsys.readouterr().out
     rows = metrics(tmp_path)
     assert [r["step"] for r in rows] == [2, 4]
-    for name in ("reward", "reward_std", "frac_reward_zero_std", "completions/mean_length", "clip_ratio/region",
-                 "kl", "loss", "rollout/nfe", "rollout/tokens_per_second", "rollout/seconds",
-                 "rewards/gsm8k_correct", "rewards/xml_format", "lr", "epoch"):
+    for name in ("reward", "reward_std", "frac_reward_zero_std", "completions/mean_length", "clip_ratio/region_mean",
+                 "kl", "entropy", "loss", "grad_norm", "rollout/nfe", "rollout/tokens_per_second", "rollout/seconds",
+                 "rewards/gsm8k_correct/mean", "rewards/xml_format/std", "learning_rate", "epoch"):
         assert name in rows[-1], name
     assert [p.name for p in sorted(tmp_path.glob("checkpoint-*"))] == ["checkpoint-2", "checkpoint-4"]
     from unmask.rollouts.adapter import load_model
-    reloaded = load_model(tmp_path / "checkpoint-4" / "model", tokenizer="bytes", device="cpu")
-    assert torch.equal(reloaded.model.state_dict()["model.transformer.ff_out.weight"],
-                       weights(tmp_path / "checkpoint-4")["model.transformer.ff_out.weight"])
+    for folder in (tmp_path / "checkpoint-4", tmp_path):  # the last checkpoint, and the final model in output_dir
+        reloaded = load_model(folder, tokenizer="bytes", device="cpu")  # the model at the folder's root
+        assert torch.equal(reloaded.model.state_dict()["model.transformer.ff_out.weight"],
+                           weights(tmp_path / "checkpoint-4")["model.transformer.ff_out.weight"])
+    assert (tmp_path / "recipe.yaml").read_text() == (tmp_path / "checkpoint-4" / "recipe.yaml").read_text()
+    assert not (tmp_path / "trainer_state.json").exists()  # output_dir holds the model, not a checkpoint
 
 
 class Crash(RuntimeError):
@@ -96,15 +99,19 @@ def test_resume_after_a_crash_continues_exactly(tmp_path, monkeypatch, lora):
 
     if lora:  # the adapter checkpoint decodes through `unmask generate --adapter`
         assert cli.main(["generate", "--model", FIXTURE, "--tokenizer", "bytes", "--device", "cpu", "--adapter",
-                         str(crashed / "checkpoint-6" / "model"), "--prompt", "1+1=",
+                         str(crashed / "checkpoint-6"), "--prompt", "1+1=",
                          "--max-completion-length", "8", "--diffusion-steps", "8"]) == 0
     a, b = metrics(whole), metrics(crashed)
     assert [r["step"] for r in b] == [2, 4, 6]
     for ra, rb in zip(a, b):
         assert rb["loss"] == pytest.approx(ra["loss"], abs=1e-6) and rb["reward"] == ra["reward"]
+        for key in ("grad_norm", "entropy"):
+            assert rb[key] == pytest.approx(ra[key], rel=1e-5), key
     wa, wb = weights(whole / "checkpoint-6"), weights(crashed / "checkpoint-6")
     assert wa.keys() == wb.keys()
     assert max(float((wa[k] - wb[k]).abs().max()) for k in wa) < 1e-6
+    wf = weights(crashed)  # the final model (or adapter) in output_dir is the last checkpoint's
+    assert wf.keys() == wb.keys() and all(torch.equal(wf[k], wb[k]) for k in wf)
     assert max(float((wa[k] - weights(whole / "checkpoint-2")[k]).abs().max()) for k in wa) > 1e-4  # it trained
 
 
@@ -191,7 +198,7 @@ def test_rewards_get_completion_ids_and_trainer_state_as_trl_passes_them(tmp_pat
     assert [(s.global_step, s.max_steps, s.epoch) for s in states] == [(0, 4, 2 / n), (2, 4, 4 / n)]
     truncated = [-sum(len(row) == 32 for row in ids) / 8 for _, ids, _ in CALLS]
     assert min(truncated) < 0  # the random model runs past the canvas: length_penalty is not always 0
-    assert [r["rewards/length_penalty"] for r in metrics(tmp_path)] == pytest.approx(truncated)
+    assert [r["rewards/length_penalty/mean"] for r in metrics(tmp_path)] == pytest.approx(truncated)
 
 
 def test_eval_keeps_the_best_checkpoint_and_stops_early(tmp_path):

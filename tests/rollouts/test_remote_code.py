@@ -67,3 +67,13 @@ def test_remote_code_model_decodes_through_the_same_sampler(toy_checkpoint):
     assert logits.shape == (1, 3, 16)
     out = generate(lm, prompt, config=SamplerConfig(max_completion_length=4, diffusion_steps=4))
     assert torch.equal(out[:, :3], prompt) and not (out == 14).any()
+
+
+def test_remote_code_model_saves_with_its_code(toy_checkpoint, tmp_path):
+    lm = load_model(toy_checkpoint, trust_remote_code=True, device="cpu")
+    out = lm.save_pretrained(tmp_path / "saved")
+    saved = json.loads((out / "config.json").read_text())
+    assert all((out / f"{ref.split('.')[0]}.py").is_file() for ref in saved["auto_map"].values())
+    again = load_model(out, trust_remote_code=True, device="cpu")
+    prompt = torch.tensor([[1, 2, 3]])
+    assert torch.equal(lm.logits(prompt), again.logits(prompt))

@@ -50,7 +50,8 @@ def launch(out: Path, stage: int, *overrides: str, gpus: int = 2,
 
 
 def final_weights(out: Path, step: int) -> dict[str, torch.Tensor]:
-    return load_file(str(out / f"checkpoint-{step}" / "model" / "model.safetensors"))
+    """The gathered weights at the root of ``checkpoint-<step>`` (Hugging Face layout)."""
+    return load_file(str(out / f"checkpoint-{step}" / "model.safetensors"))
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +68,12 @@ def test_zero2_and_zero3_train_the_tiny_recipe_alike(zero3_run, tmp_path):
     for out in (out2, zero3_run):
         rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
         assert [r["step"] for r in rows] == [2, 4] and all(abs(r["loss"]) < 1e3 for r in rows)
-        assert {p.name for p in (out / "checkpoint-4").iterdir()} >= {"model", "deepspeed", "rng_rank0.pt",
-                                                                      "rng_rank1.pt", "trainer_state.json"}
+        assert all(r["grad_norm"] > 0 for r in rows)  # DeepSpeed's global norm before clipping
+        assert {p.name for p in (out / "checkpoint-4").iterdir()} >= {"config.json", "model.safetensors", "deepspeed",
+                                                                      "rng_rank0.pt", "rng_rank1.pt",
+                                                                      "trainer_state.json"}
+        final = load_file(str(out / "model.safetensors"))  # the final model in output_dir: the last checkpoint's
+        assert all(torch.equal(final[k], v) for k, v in final_weights(out, 4).items())
     w2, w3 = final_weights(out2, 4), final_weights(zero3_run, 4)
     start = load_file(str(LLADA_TINY / "model.safetensors"))
     assert max(float((w2[k] - start[k]).abs().max()) for k in w2) > 1e-4       # it trained

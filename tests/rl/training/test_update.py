@@ -98,3 +98,30 @@ def test_frozen_reference_stays_put_until_synced():
     with ref.use() as r:
         torch.testing.assert_close(r.logits(ids), lm.logits(ids))
     assert all(not p.requires_grad for p in ref.adapter.model.parameters())
+
+
+def test_entropy_comes_from_the_scoring_forward_with_the_same_log_probs():
+    """The update's scoring (log-probs and entropy from one forward) gives unit_logprobs' values to the bit, and the
+    entropy of the sampler's filtered policy; the update logs its mean over the scored positions."""
+    from unmask.rollouts.sampling import policy_logits, policy_logprobs
+    lm = toy_model(seed=4)
+    traj = rollout(lm, [[1, 2], [3]], groups=2, max_completion_length=8, diffusion_steps=8, top_k=3)
+    batch = RolloutBatch(traj, torch.tensor([1.0, 0.0, 0.2, 0.7]), 2, [3])
+    s = algorithm("gdpo", elbo_nodes=2, elbo_masks_per_node=1)
+    units = build_estimator(s).units(batch, torch.Generator().manual_seed(0))
+    args = (lm, units.inputs, traj.attention_mask(), units.targets, sampler_of(traj), 1.0)
+    logp, entropy = unit_logprobs(*args, with_entropy=True)
+    assert torch.equal(logp, unit_logprobs(*args))
+    b, u, t = units.inputs.shape
+    length = units.targets.shape[-1]
+    attention = traj.attention_mask().unsqueeze(1).expand(b, u, t).reshape(b * u, t)
+    with torch.no_grad():
+        logits = lm.logits(units.inputs.reshape(b * u, t), attention)[:, t - length:]
+        p = policy_logprobs(policy_logits(logits, sampler_of(traj), lm.mask_id, lm.eos_id), 1.0).exp()
+    want = -(p * p.log().nan_to_num(neginf=0.0)).sum(-1).reshape(b, u, length)
+    torch.testing.assert_close(entropy, want)
+    assert float(entropy.max()) <= float(torch.log(torch.tensor(3.0))) + 1e-5  # top_k=3: at most log 3 nats
+    s = algorithm("diffu_grpo", num_iterations=1, beta=0.0)
+    compute_advantages(batch, s)
+    metrics = PolicyUpdate(lm, s).run(batch, lambda: lm.model.zero_grad())
+    assert 0 < metrics["entropy"] <= float(torch.log(torch.tensor(3.0))) + 1e-5
