@@ -197,14 +197,17 @@ class Trainer:
         texts = [self.template.cut(adapter.decode_completion(c)) for c in completions]
         prompts = [adapter.tokenizer.decode(p) for p in prompt_ids]
         ids = [c[m].tolist() for c, m in zip(completions, first_eos_mask(completions, adapter.eos_id))]
-        breakdown = self._rewards(prompts, texts, ids, rows)
+        breakdown = self._rewards(texts, ids, rows)
         return Scores(breakdown.total, breakdown.per_reward, prompts, texts)
 
-    def _rewards(self, prompts: list[str], texts: list[str], completion_ids: list[list[int]], rows: list[dict]):
-        """The recipe's rewards, called as TRL calls them: prompts, completions, ``completion_ids`` (up to
-        and including the first EOS), ``trainer_state`` and each completion's dataset columns."""
+    def _rewards(self, texts: list[str], completion_ids: list[list[int]], rows: list[dict]):
+        """The recipe's rewards, called as TRL calls them on a conversational dataset (the templates render chat
+        messages): ``prompts`` as message lists, ``completions`` as ``[{"role": "assistant", "content": text}]``,
+        ``completion_ids`` (up to and including the first EOS), ``trainer_state`` and each row's dataset columns."""
+        prompts = [self.template.render(r, self.cfg.data.system_prompt) for r in rows]
+        completions = [[{"role": "assistant", "content": text}] for text in texts]
         columns = {k: [r.get(k) for r in rows] for k in rows[0] if k not in RESERVED}
-        return weighted_rewards(self.reward_specs, prompts, texts, completion_ids=completion_ids,
+        return weighted_rewards(self.reward_specs, prompts, completions, completion_ids=completion_ids,
                                 trainer_state=self.trainer_state(), **columns)
 
     def trainer_state(self):
@@ -227,8 +230,7 @@ class Trainer:
         with torch.no_grad(), self.backend.full_parameters():  # every rank decodes (ZeRO-3 collectives)
             gens = engine_generator(self.eval_engine)(
                 [self.template.render(r, self.cfg.data.system_prompt) for r in rows], 1, 0)
-        breakdown = self._rewards([g.prompt for g in gens], [self.template.cut(g.text) for g in gens],
-                                  [g.completion_ids for g in gens], rows)
+        breakdown = self._rewards([self.template.cut(g.text) for g in gens], [g.completion_ids for g in gens], rows)
         value = sum(breakdown.total) / len(rows)
         values = {"eval/reward": value, **reward_stats(breakdown.per_reward, "eval/rewards/")}
         self.logger.metrics(self.global_step, values)

@@ -187,11 +187,11 @@ def test_rewards_get_completion_ids_and_trainer_state_as_trl_passes_them(tmp_pat
     trainer.train()
     adapter, eos = trainer.policy.adapter, trainer.policy.adapter.eos_id
     assert len(CALLS) == 2  # two rollout batches of 8 completions, 2 optimizer steps each
-    for texts, ids, _ in CALLS:  # each completion's ids up to and including its first EOS, as TRL's
+    for texts, ids, _ in CALLS:  # TRL's conversational completions; ids up to and including the first EOS
         assert len(ids) == len(texts) == 8
         for text, row in zip(texts, ids):
             assert (row[-1] == eos or len(row) == 32) and eos not in row[:-1]
-            assert trainer.template.cut(adapter.decode_completion(row)) == text
+            assert text == [{"role": "assistant", "content": trainer.template.cut(adapter.decode_completion(row))}]
     states = [state for _, _, state in CALLS]
     assert all(isinstance(s, TrainerState) for s in states)
     n = len(trainer.rows)  # 2 prompts per rollout batch, taken before it is scored
