@@ -56,6 +56,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from unmask.rollouts.adapter import load_model
     from unmask.rollouts.cli import sampler_config
     from unmask.rollouts.engine import RolloutEngine
+    from unmask.rollouts.models.checkpoint import model_dir
 
     from .runner import engine_generator, run_benchmark
     names = [n.strip() for n in args.benchmark.split(",") if n.strip()]
@@ -68,7 +69,7 @@ def run_eval(args: argparse.Namespace) -> int:
                          f"give one per benchmark, in the order of --benchmark")
     if args.num_samples < 1:
         raise ValueError("--num-samples must be >= 1")
-    args.adapter = adapter_dir(args.adapter)
+    args.adapter = None if args.adapter is None else str(model_dir(args.adapter))  # an older checkpoint: its model/
     check_sources(args)  # a mistyped path fails now, not after the benchmark data downloads
     loaded = [(b, b.load(None if args.data_files is None else args.data_files[i])) for i, b in enumerate(benches)]
     adapter = load_model(args.model, dtype=args.dtype, device=args.device, tokenizer=args.tokenizer,
@@ -90,15 +91,6 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def adapter_dir(path: str | None) -> str | None:
-    """``--adapter`` as given; for a training checkpoint written before the adapter moved to the checkpoint's
-    root, its ``model/`` subfolder."""
-    if path is None or (Path(path) / "adapter_config.json").is_file():
-        return path
-    old = Path(path) / "model"
-    return str(old) if (old / "adapter_config.json").is_file() else path
-
-
 def check_sources(args: argparse.Namespace) -> None:
     """--model is an existing directory or a Hub id, --adapter an adapter directory (no download)."""
     from unmask.rollouts.adapter import check_adapter
@@ -117,9 +109,10 @@ def add_merge_parser(sub) -> None:
 
 def run_merge(args: argparse.Namespace) -> int:
     from unmask.rollouts.adapter import load_model
+    from unmask.rollouts.models.checkpoint import model_dir
     if args.adapter is None:
         raise ValueError("unmask merge needs --adapter (the LoRA directory to merge into --model)")
-    args.adapter = adapter_dir(args.adapter)
+    args.adapter = str(model_dir(args.adapter))  # an older checkpoint: its model/
     adapter = load_model(args.model, dtype=args.dtype, device=args.device, tokenizer=args.tokenizer,
                          adapter=args.adapter, merge_adapter=True)
     print(f"merged {args.adapter} into {args.model}: {adapter.save_pretrained(args.out)}")

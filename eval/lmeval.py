@@ -51,6 +51,7 @@ from unmask.rollouts.adapter import load_model
 from unmask.rollouts.engine import RolloutEngine
 from unmask.rollouts.likelihood import MC_BATCH_SIZE, MC_NUM, elbo_loglikelihood, greedy_suffix
 from unmask.rollouts.sampler_config import SamplerConfig
+from unmask.tasks.prompts import cut_at
 
 NAME = "unmask"
 SAMPLER_FIELDS = tuple(f.name for f in dataclasses.fields(SamplerConfig))
@@ -59,10 +60,10 @@ log = logging.getLogger(__name__)
 
 
 def cut_at_stop(text: str, until: str | list[str] | None) -> str:
-    """``text`` up to the earliest occurrence of any stop string."""
+    """``text`` up to the earliest of lm-eval's ``until`` stop strings (one string, a list or none; empty ones
+    ignored): the task templates' :func:`~unmask.tasks.prompts.cut_at`."""
     stops = [until] if isinstance(until, str) else list(until or [])
-    ends = [i for i in (text.find(s) for s in stops if s) if i >= 0]
-    return text[: min(ends)] if ends else text
+    return cut_at(text, tuple(s for s in stops if s))
 
 
 def _sampler(args: dict[str, Any]) -> SamplerConfig:

@@ -95,7 +95,7 @@ def run_bench(args: argparse.Namespace) -> int:
         trainer.setup().train()
         trained = str(trainer.last_checkpoint)  # the model at the checkpoint's root
     elif trained:
-        from .training.checkpoint import model_dir
+        from unmask.rollouts.models.checkpoint import model_dir
         trained = str(model_dir(trained))  # a checkpoint or run folder; an older checkpoint: its model/
     task = task_pairs(trained, args.trained_questions, setting.completion_length) if trained else None
     report = run_rollout_bench(Path(args.out), trained=trained, setting=setting, threads=args.threads, task=task)

@@ -291,9 +291,7 @@ class SftTrainer:
     def save_model(self) -> Path:
         """The final model (or LoRA adapter) and its recipe in ``training.output_dir`` itself, loadable with
         ``load_model(output_dir)`` (``--adapter output_dir`` for LoRA), as transformers' ``Trainer.save_model``."""
-        out = ckpt.save_model(self.policy, self.cfg.training.output_dir, to_yaml(self.cfg))
-        self.log(f"saved the final {'adapter' if self.policy.peft_model is not None else 'model'} to {out}")
-        return out
+        return ckpt.save_model(self.policy, self.backend, self.cfg.training.output_dir, to_yaml(self.cfg), self.log)
 
 
 def sft(cfg: SftRecipeConfig, log=print) -> dict[str, float]:

@@ -34,7 +34,7 @@ from unmask.rl.training.policy import build_policy, check_4bit, check_lora_targe
 from unmask.rl.training.update import PolicyUpdate
 from unmask.rollouts.engine import RolloutEngine
 from unmask.rollouts.sampling import first_eos_mask
-from unmask.tasks import BENCHMARKS, TEMPLATES, PromptOrder, load_checked_rows, missing_columns
+from unmask.tasks import BENCHMARKS, TEMPLATES, PromptOrder, check_columns, load_checked_rows
 
 from .config import RecipeConfig
 from .recipes import to_dict, to_yaml
@@ -84,18 +84,17 @@ class Trainer:
         names = [s if isinstance(s, str) else s["name"] for s in self.reward_specs if not callable(s)]
         return self.template.columns + tuple(c for name in names for c in reward_columns(name))
 
+    def _column_check(self) -> tuple:
+        """What the rows must hold, who needs it and the fix (``check_columns``' last three arguments)."""
+        return (self._needed_columns(), f"prompt template {self.template.name!r} or the rewards",
+                "rename them or pick another data.prompt_template / reward")
+
     def _checked_given(self, field: str, rows: list[dict]) -> list[dict]:
-        missing = missing_columns(list(rows[0]), self._needed_columns()) if rows else ["any row"]
-        if missing:
-            raise ValueError(f"{field} has no column {', '.join(missing)} (needed by prompt template "
-                             f"{self.template.name!r} or a reward); its columns are {sorted(rows[0]) if rows else []}")
-        return rows
+        return check_columns(field, rows, *self._column_check())
 
     def _checked_rows(self, field: str, dataset, config, split, files, limit) -> list[dict]:
-        needed = self._needed_columns()
-        return load_checked_rows(field, dataset, config, split, files, limit, self.cfg.training.seed, needed,
-                                 f"prompt template {self.template.name!r} or the rewards",
-                                 "rename them or pick another data.prompt_template / reward")
+        return load_checked_rows(field, dataset, config, split, files, limit, self.cfg.training.seed,
+                                 *self._column_check())
 
     # ---- setup ---------------------------------------------------------------------------------------
     def setup(self) -> "Trainer":
@@ -286,14 +285,7 @@ class Trainer:
     def save_model(self) -> Path:
         """The final policy (model or LoRA adapter) and its recipe in ``output_dir`` itself, loadable with
         ``from_pretrained`` as transformers' ``Trainer.save_model`` leaves it; every rank takes part (ZeRO-3)."""
-        out = Path(self.cfg.training.output_dir)
-        self.backend.barrier()
-        with self.backend.full_state():
-            if self.backend.is_main:
-                ckpt.save_model(self.policy, out, to_yaml(self.cfg))
-        self.backend.barrier()
-        self.log(f"saved the final {'adapter' if self.policy.peft_model is not None else 'model'} to {out}")
-        return out
+        return ckpt.save_model(self.policy, self.backend, self.cfg.training.output_dir, to_yaml(self.cfg), self.log)
 
     def _restore(self, path: Path) -> str:
         self.log(f"resuming from {path}")

@@ -25,7 +25,7 @@ resumable prompt order) and ``registry.py`` (``TEMPLATES``, ``BENCHMARKS``, ``DA
 every task file, so each registers its own entries).
 """
 from .benchmark import Benchmark
-from .loading import load_checked_rows, load_rows, missing_columns
+from .loading import check_columns, load_checked_rows, load_rows, missing_columns
 from .order import PromptOrder
 from .prompts import PromptTemplate, cut_at
 from .registry import (
@@ -39,5 +39,5 @@ from .registry import (
 
 __all__ = [
     "BENCHMARKS", "DATASETS", "TEMPLATES", "Benchmark", "PromptOrder", "PromptTemplate", "cut_at", "load_checked_rows",
-    "load_rows", "missing_columns", "register_benchmark", "register_dataset", "register_template",
+    "check_columns", "load_rows", "missing_columns", "register_benchmark", "register_dataset", "register_template",
 ]

@@ -65,10 +65,16 @@ def load_checked_rows(field: str, dataset: str, config: str | None, split: str, 
                       seed: int, needed: tuple[tuple[str, ...], ...], needed_by: str, fix: str) -> list[dict]:
     """:func:`load_rows`, failing with the recipe field, the missing columns and the fix when a needed
     column (``needed``: alternatives per entry) is absent."""
-    rows = load_rows(dataset, config, split, data_files, limit, seed=seed)
+    return check_columns(f"{field} {dataset!r}", load_rows(dataset, config, split, data_files, limit, seed=seed),
+                         needed, needed_by, fix)
+
+
+def check_columns(what: str, rows: list[dict], needed: tuple[tuple[str, ...], ...], needed_by: str,
+                  fix: str) -> list[dict]:
+    """``rows`` (not empty), failing with ``what``, the missing columns and the fix when a needed column is absent."""
     missing = missing_columns(list(rows[0]), needed)
     if missing:
-        raise ValueError(f"{field} {dataset!r} has no column {', '.join(missing)} (needed by {needed_by}); its "
+        raise ValueError(f"{what} has no column {', '.join(missing)} (needed by {needed_by}); its "
                          f"columns are {sorted(rows[0])}: {fix}")
     return rows
 

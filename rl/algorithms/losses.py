@@ -59,7 +59,8 @@ def clipped_loss(logp, old, adv, scored, settings) -> tuple[torch.Tensor, dict]:
     with torch.no_grad():
         low = (ratio < 1 - settings.epsilon) & (a < 0)
         high = (ratio > 1 + settings.clip_high) & (a > 0)
-        info = {"clip_ratio/low": low, "clip_ratio/high": high, "clip_ratio/region": low | high}
+        # TRL's names (GRPOTrainer): the update logs their token means over the batch
+        info = {"clip_ratio/low_mean": low, "clip_ratio/high_mean": high, "clip_ratio/region_mean": low | high}
     return loss, info
 
 

@@ -17,7 +17,8 @@ A checkpoint is written to ``checkpoint-<step>.tmp`` and renamed when complete, 
 save leaves the previous checkpoint as the latest loadable one (leftover ``.tmp`` folders are ignored).
 At the end of a run the final policy and its recipe are written to ``output_dir`` itself (:func:`save_model`,
 transformers' ``Trainer.save_model``). Checkpoints written before the policy moved to the root kept it in a
-``model/`` subfolder; :func:`model_dir` finds it there, so they still resume and load.
+``model/`` subfolder; :func:`~unmask.rollouts.models.checkpoint.model_dir` finds it there, so they still resume
+and load.
 """
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from unmask.rollouts.models.checkpoint import model_dir
 
 PREFIX = "checkpoint-"
 _NAME = re.compile(rf"^{PREFIX}(\d+)$")
@@ -59,25 +62,19 @@ def resolve_resume(resume_from: str | None, output_dir: str | os.PathLike) -> Pa
     return path
 
 
-MODEL_FILES = ("config.json", "adapter_config.json")  # a full model's or a LoRA adapter's
-
-
-def model_dir(path: str | os.PathLike) -> Path:
-    """Where the policy of a checkpoint (or of a run's ``output_dir``) lies: the folder itself, or for a
-    checkpoint written before the policy moved to the root, its ``model/`` subfolder."""
-    path = Path(path)
-    if not any((path / f).is_file() for f in MODEL_FILES) and any((path / "model" / f).is_file() for f in MODEL_FILES):
-        return path / "model"
-    return path
-
-
-def save_model(policy, output_dir: str | os.PathLike, recipe_yaml: str) -> Path:
-    """The final policy (full model or LoRA adapter) and its recipe in ``output_dir`` itself (the main rank
-    calls this, inside the backend's ``full_state``)."""
+def save_model(policy, backend, output_dir: str | os.PathLike, recipe_yaml: str, log=print) -> Path:
+    """The final policy (full model or LoRA adapter) and its recipe in ``output_dir`` itself, loadable with
+    ``from_pretrained`` as transformers' ``Trainer.save_model`` leaves it; every rank takes part (ZeRO-3 gathers
+    the weights), the main rank writes."""
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    policy.save(out)
-    (out / "recipe.yaml").write_text(recipe_yaml, encoding="utf-8")
+    backend.barrier()
+    with backend.full_state():
+        if backend.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            policy.save(out)
+            (out / "recipe.yaml").write_text(recipe_yaml, encoding="utf-8")
+    backend.barrier()
+    log(f"saved the final {'adapter' if policy.peft_model is not None else 'model'} to {out}")
     return out
 
 
@@ -86,14 +83,13 @@ def load_policy(policy, checkpoint: Path) -> None:
     from a checkpoint written by the trainers (any rank; the weights are in Hugging Face format)."""
     from safetensors.torch import load_file
 
-    from unmask.rollouts.models.checkpoint import weight_files
+    from unmask.rollouts.models.checkpoint import read_state_dict
     source = model_dir(checkpoint)
     if policy.peft_model is not None:
         from peft import set_peft_model_state_dict
         set_peft_model_state_dict(policy.peft_model, load_file(str(source / "adapter_model.safetensors")))
     else:
-        state = {k: v for file in weight_files(source) for k, v in load_file(str(file)).items()}
-        policy.adapter.model.load_state_dict(state)
+        policy.adapter.model.load_state_dict(read_state_dict(source))  # one file or shards
     policy.load_reference(checkpoint)
 
 

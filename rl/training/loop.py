@@ -9,8 +9,8 @@
 The scorer is given once and sees token ids, so the same step serves tokenizer-free toy tasks and text rewards
 (the trainer's scorer decodes them and calls the recipe's reward functions). For MDPO it also scores every recorded
 step's full prediction (the step's committed tokens plus its predictions for the masked positions). The step returns
-what it measured under TRL's metric names (``TRL_NAMES`` renames the update's): the update's metrics, each reward's
-mean and standard deviation, and the scores of the final completions.
+what it measured under TRL's metric names: the update's metrics, each reward's mean and standard deviation, and
+the scores of the final completions.
 """
 from __future__ import annotations
 
@@ -65,11 +65,6 @@ def prompt_rows(traj: Trajectory) -> list[list[int]]:
     return [row[mask.bool()].tolist() for row, mask in zip(traj.prompt_ids, traj.prompt_mask)]
 
 
-# the policy loss's diagnostics under TRL's names (GRPOTrainer: token means over the batch)
-TRL_NAMES = {"clip_ratio/low": "clip_ratio/low_mean", "clip_ratio/high": "clip_ratio/high_mean",
-             "clip_ratio/region": "clip_ratio/region_mean"}
-
-
 def reward_stats(per_reward: dict[str, list[float | None]], prefix: str) -> dict[str, float]:
     """Mean and standard deviation of each reward over the completions it scored (as TRL, a None — the reward
     does not apply — is left out; NaN when it applied to none), keyed ``prefix + name + "/mean"`` and ``"/std"``."""
@@ -111,7 +106,7 @@ class RLStep:
                              mask_seeds=[rng.randrange(2 ** 31) for _ in range(settings.num_iterations)],
                              step_rewards=step_rewards)
         compute_advantages(batch, settings)
-        metrics = {TRL_NAMES.get(k, k): v for k, v in self.update.run(batch, optimizer_step).items()}
+        metrics = self.update.run(batch, optimizer_step)
         stats = RolloutEngine.stats(traj)
         metrics.update(batch.metrics)
         metrics.update({"rollout/nfe": float(stats.nfe), "rollout/seconds": stats.seconds,

@@ -101,6 +101,18 @@ def read_config(path: Path) -> dict:
     return cfg
 
 
+MODEL_FILES = ("config.json", "adapter_config.json")  # a full model's or a LoRA adapter's
+
+
+def model_dir(path: str | os.PathLike) -> Path:
+    """Where the model or LoRA adapter of a training checkpoint (or of a run's ``output_dir``) lies: the folder
+    itself, or for a checkpoint written before the policy moved to the root, its ``model/`` subfolder."""
+    path = Path(path)
+    if not any((path / f).is_file() for f in MODEL_FILES) and any((path / "model" / f).is_file() for f in MODEL_FILES):
+        return path / "model"
+    return path
+
+
 def weight_files(path: Path) -> list[Path]:
     """The safetensors files of a checkpoint, single-file or sharded."""
     if (path / INDEX).is_file():

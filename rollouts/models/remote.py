@@ -19,7 +19,6 @@ class RemoteCodeModel(nn.Module):
     def __init__(self, inner: nn.Module):
         super().__init__()
         self.inner = inner
-        self.hf_config = inner.config.to_dict() if hasattr(inner, "config") else {}
         self.gradient_checkpointing = False
 
     @classmethod

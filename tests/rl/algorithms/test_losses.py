@@ -26,7 +26,7 @@ def test_clipping_engages_exactly_outside_the_trust_region():
     # A > 0: clipped (no gradient) only above 1 + ε_high; A < 0: only below 1 − ε
     assert zero_grad[0].tolist() == [False, False, False, False, False, True, True]
     assert zero_grad[1].tolist() == [True, True, False, False, False, False, False]
-    assert torch.equal(info["clip_ratio/region"][:, 0], zero_grad)
+    assert torch.equal(info["clip_ratio/region_mean"][:, 0], zero_grad)
     # inside the region the gradient is −A·ρ (the policy-gradient term of the surrogate)
     torch.testing.assert_close(logp.grad[0, 0, :5], -ratios[:5])
 
@@ -95,7 +95,7 @@ def test_one_iteration_ratio_is_one_and_clipped_gradient_is_the_policy_gradient(
         reinforce = _one_update_grads(lm, batch, algorithm(name, num_iterations=1, beta=0.0, loss="reinforce"), 4)
         torch.testing.assert_close(clipped, reinforce, atol=1e-7, rtol=1e-5)
         metrics = PolicyUpdate(lm, s).run(batch, lambda: lm.model.zero_grad())
-        assert metrics["clip_ratio/region"] == 0
+        assert metrics["clip_ratio/region_mean"] == 0
 
 
 def test_old_logprobs_are_computed_before_any_update():
@@ -112,7 +112,7 @@ def test_old_logprobs_are_computed_before_any_update():
         fresh = upd._score_combined(lm, batch, plans[0].units)
     torch.testing.assert_close(plans[0].old, fresh)
     metrics = upd.run(batch, lambda: (opt.step(), opt.zero_grad()))
-    assert metrics["clip_ratio/region"] > 0  # the big steps moved the policy out of the trust region
+    assert metrics["clip_ratio/region_mean"] > 0  # the big steps moved the policy out of the trust region
 
 
 def test_zero_std_groups_are_counted_and_filtered():
