@@ -3,16 +3,18 @@
     from unmask import RLConfig, RLTrainer
 
     trainer = RLTrainer(model="GSAI-ML/LLaDA-8B-Instruct", reward_funcs=[my_reward, "xml_format"],
-                        args={"rollout": {"max_completion_length": 256}, "training": {"max_steps": 100}},
+                        args=RLConfig(method="gdpo", max_completion_length=256, max_steps=100),
                         train_dataset=datasets.load_dataset("openai/gsm8k", "main", split="train"))
     trainer.train()
 
 It builds the same :class:`~unmask.rl.trainer.Trainer` a recipe builds (``unmask train``), with the recipe's
-rewards and datasets given as objects: ``reward_funcs`` are functions with TRL's reward signature, registered
+model, rewards and datasets given as objects: ``model`` is a Hub id, a directory, or a native model in memory
+(a PEFT model around one trains its adapter; ``processing_class`` is its tokenizer, loaded from the model's
+``name_or_path`` when not given); ``reward_funcs`` are functions with TRL's reward signature, registered
 names or ``package.module:function`` import paths; datasets are ``datasets.Dataset``s or lists of dicts.
-``args`` is an :data:`RLConfig` (the recipe's typed sections), a recipe as a dict (validated, with the named
-method's defaults filled in, as from YAML) or a recipe file. The resolved recipe saved with each checkpoint
-names function rewards by import path, so a module-level function can be found again.
+``args`` is an :class:`RLConfig` (flat TRL-style settings with the method's defaults), a recipe as a dict
+(sections or flat settings, validated as from YAML) or a recipe file. The resolved recipe saved with each
+checkpoint names function rewards by import path, so a module-level function can be found again.
 """
 from __future__ import annotations
 
@@ -21,25 +23,30 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from .config import RecipeConfig, RewardSpec, recipe_from_dict
+import torch
+
+from unmask.rl.training.policy import is_peft_model
+from unmask.rollouts.adapter import wrap_model
+
+from .config import ModelConfig, RecipeConfig, RewardSpec
+from .config.flat import RLConfig
 from .recipes import load_recipe
 from .trainer import Trainer
 
-RLConfig = RecipeConfig  # the recipe's sections: model, data, rollout, algorithm, training, logging
-
 __all__ = ["RLConfig", "RLTrainer"]
+DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16"}
 
 
-def _recipe(args: RecipeConfig | Mapping | str | os.PathLike | None) -> RecipeConfig:
+def _recipe(args: RecipeConfig | Mapping | str | os.PathLike | None) -> RLConfig:
     if args is None:
-        return RecipeConfig()
+        return RLConfig()
     if isinstance(args, RecipeConfig):
         args.validate()
-        return args
-    if isinstance(args, Mapping):
-        return recipe_from_dict(args, source="args")
+        return args if isinstance(args, RLConfig) else RLConfig(**vars(args))
+    if isinstance(args, Mapping):  # sections ({"training": {...}}) and flat settings ({"learning_rate": ...}) alike
+        return RLConfig(**args)
     if isinstance(args, (str, os.PathLike)):
-        return load_recipe(args)
+        return RLConfig(**vars(load_recipe(args)))
     raise TypeError(f"args must be an RLConfig, a recipe dict or a recipe path, got {type(args).__name__}")
 
 
@@ -62,25 +69,45 @@ def _rows(dataset: Any, field: str) -> list[dict] | None:
     return rows
 
 
+def _model_section(section: ModelConfig, model: Any, tokenizer: Any) -> ModelConfig:
+    """The recipe's model section for a model given in memory: its name, dtype and (PEFT model) LoRA settings,
+    so that the saved recipe says what was trained."""
+    base = model.get_base_model() if is_peft_model(model) else model
+    wrap_model(base, tokenizer)  # a model unmask cannot drive fails now, naming what it takes
+    name = str(getattr(base, "name_or_path", "") or "")
+    if not name and tokenizer is None:
+        raise ValueError(f"the {type(base).__name__} given has no name_or_path to load its tokenizer from; pass "
+                         f"processing_class=<its tokenizer>")
+    changes: dict[str, Any] = dict(name_or_path=name or f"<in-memory {type(base).__name__}>",
+                                   dtype=DTYPE_NAMES.get(base.dtype, section.dtype))
+    if is_peft_model(model):
+        lora = model.peft_config["default"]
+        changes.update(use_peft=True, lora_r=lora.r, lora_alpha=lora.lora_alpha, lora_dropout=lora.lora_dropout,
+                       lora_target_modules=sorted(lora.target_modules))
+    return dataclasses.replace(section, **changes)
+
+
 class RLTrainer(Trainer):
     """RL post-training of a masked diffusion LM from Python (see the module docstring)."""
 
-    def __init__(self, model: str | os.PathLike, reward_funcs: Callable | str | Iterable,
+    def __init__(self, model: str | os.PathLike | Any, reward_funcs: Callable | str | Iterable,
                  args: RecipeConfig | Mapping | str | os.PathLike | None = None, train_dataset: Any = None,
-                 eval_dataset: Any = None, log: Callable[[str], None] = print):
-        if not isinstance(model, (str, os.PathLike)):
-            raise TypeError(f"model must be a Hub id or a local directory, got {type(model).__name__}; save a model "
-                            f"object with save_pretrained(DIR) and pass DIR")
+                 eval_dataset: Any = None, processing_class: Any = None, log: Callable[[str], None] = print):
         cfg = _recipe(args)
+        model_object = None
+        if not isinstance(model, (str, os.PathLike)):
+            model_object, section = model, _model_section(cfg.model, model, processing_class)
+        else:
+            section = dataclasses.replace(cfg.model, name_or_path=os.fspath(model))
         funcs = [reward_funcs] if callable(reward_funcs) or isinstance(reward_funcs, (str, Mapping)) \
             else list(reward_funcs)
         if not funcs:
             raise ValueError("reward_funcs is empty; give at least one reward function or name")
-        cfg = dataclasses.replace(
-            cfg, model=dataclasses.replace(cfg.model, name_or_path=os.fspath(model)),
-            algorithm=dataclasses.replace(cfg.algorithm, rewards=[_spec(f) for f in funcs]))
+        cfg = dataclasses.replace(cfg, model=section,
+                                  algorithm=dataclasses.replace(cfg.algorithm, rewards=[_spec(f) for f in funcs]))
         super().__init__(cfg, log, reward_funcs=funcs, train_rows=_rows(train_dataset, "train_dataset"),
-                         eval_rows=_rows(eval_dataset, "eval_dataset"))
+                         eval_rows=_rows(eval_dataset, "eval_dataset"), model=model_object,
+                         tokenizer=processing_class)
         self._set_up = False
 
     def train(self) -> dict[str, float]:

@@ -44,13 +44,15 @@ RESERVED = ("prompts", "completions", "completion_ids", "trainer_state")  # rewa
 
 class Trainer:
     def __init__(self, cfg: RecipeConfig, log=print, *, reward_funcs: list | None = None,
-                 train_rows: list[dict] | None = None, eval_rows: list[dict] | None = None):
+                 train_rows: list[dict] | None = None, eval_rows: list[dict] | None = None,
+                 model: torch.nn.Module | None = None, tokenizer=None):
         """Preflight: everything that can be wrong with the recipe or the data fails here, before weights load.
 
-        ``reward_funcs`` (functions, registered names, import paths or recipe entries) and ``train_rows`` /
-        ``eval_rows`` (dicts of columns) replace the recipe's rewards and datasets: the Python API's path
-        (``rl/api.py``); a recipe gives them by name."""
+        ``reward_funcs`` (functions, registered names, import paths or recipe entries), ``train_rows`` /
+        ``eval_rows`` (dicts of columns) and ``model`` (a model in memory, with its ``tokenizer``) replace the
+        recipe's rewards, datasets and model: the Python API's path (``rl/api.py``); a recipe names them."""
         self.cfg, self.log = cfg, log
+        self.model_object, self.tokenizer_object = model, tokenizer
         self.reward_specs = list(reward_funcs) if reward_funcs is not None else [
             {"name": r.name, "weight": r.weight, "args": r.args} for r in cfg.algorithm.rewards]
         for i, spec in enumerate(self.reward_specs):
@@ -60,7 +62,7 @@ class Trainer:
                 raise ValueError(f"algorithm.rewards[{i}]: {e}") from None
         self.template = TEMPLATES.get(cfg.data.prompt_template, "data.prompt_template")
         check_4bit(cfg.model, cfg.training)
-        self.lora_targets = check_lora_targets(cfg.model)  # the checkpoint exists; LoRA targets match its layers
+        self.lora_targets = check_lora_targets(cfg.model, model)  # the checkpoint exists; LoRA targets match
         d = cfg.data
         self.rows = (self._checked_rows("data.dataset", d.dataset, d.dataset_config, d.split, d.data_files, None)
                      if train_rows is None else self._checked_given("train_dataset", train_rows))
@@ -104,7 +106,7 @@ class Trainer:
             self.log = lambda *args, **kwargs: None
         seed_everything(t.seed)  # LoRA initialisation and dropout draw from the global generators
         self.policy = build_policy(cfg.model, t, cfg.algorithm.beta, self.lora_targets, self.log,
-                                   device=self._device())
+                                   device=self._device(), model=self.model_object, tokenizer=self.tokenizer_object)
         adapter = self.policy.adapter
         optimizer = make_optimizer(self.policy.trainable, t)
         self.backend.wrap(adapter.model, optimizer, make_schedule(optimizer, t, self.max_steps), t, t.bf16)

@@ -151,6 +151,10 @@ class ModelAdapter:
             self._tokenizer = load_tokenizer(self._tokenizer_spec, self.source, self.token_ids.as_dict(), self.revision)
         return self._tokenizer
 
+    @tokenizer.setter
+    def tokenizer(self, tokenizer) -> None:
+        self._tokenizer = tokenizer
+
     @property
     def chat_template(self) -> str | None:
         return getattr(self.tokenizer, "chat_template", None) or self.family.chat_template
@@ -280,6 +284,22 @@ def load_model(name_or_path: str | os.PathLike, *, dtype: str | torch.dtype = "f
         model = apply_lora(model, adapter, merge=merge_adapter)
     model.eval()
     return ModelAdapter(model, family, ids, tokenizer_spec=tokenizer, source=path, revision=revision)
+
+
+def wrap_model(model: nn.Module, tokenizer=None, *, mask_token_id: int | None = None) -> ModelAdapter:
+    """A :class:`ModelAdapter` around a model already in memory: a native family's ``PreTrainedModel`` (from
+    ``AutoModel.from_pretrained`` after ``import unmask``, or ``load_model(...).model``). ``tokenizer``: a
+    tokenizer object, or None to load the one at the model's ``name_or_path`` when first needed."""
+    config = getattr(model, "config", None)
+    family = family_for(getattr(config, "model_type", None))
+    if family is None or not isinstance(model, family.model_class):
+        raise TypeError(f"model must be a native {' or '.join(supported_model_types())} model (a PreTrainedModel "
+                        f"from AutoModel.from_pretrained after import unmask, or load_model(...).model), got "
+                        f"{type(model).__name__}; other models load by path with trust_remote_code")
+    name = str(getattr(model, "name_or_path", "") or "")
+    ids = TokenIds.from_config(config.to_dict(), f"{type(model).__name__}.config", mask_token_id)
+    return ModelAdapter(model, family, ids, tokenizer=tokenizer, tokenizer_spec=name or None,
+                        source=Path(name) if name else None)
 
 
 def check_adapter(adapter_dir: str | os.PathLike) -> None:

@@ -2,8 +2,8 @@
 
 The packages are ``unmask.rewards``, ``unmask.rollouts``, ``unmask.tasks``, ``unmask.eval`` and ``unmask.rl``
 (the repository's top-level folders; see the README's Layout section). Importing ``unmask`` itself stays
-cheap (no torch), so the ``unmask`` command answers ``--help`` at once; the Python API (``RLTrainer``,
-``RLConfig``: ``unmask.rl.api``) loads on first use.
+cheap (no torch), so the ``unmask`` command answers ``--help`` at once; the Python API (``RLTrainer``:
+``unmask.rl.api``, and the torch-free ``RLConfig``) loads on first use.
 """
 
 import sys
@@ -86,7 +86,7 @@ def _install_registration_hook() -> None:
 _install_registration_hook()
 
 
-_API = {"RLTrainer": "unmask.rl.api", "RLConfig": "unmask.rl.api"}
+_API = {"RLTrainer": "unmask.rl.api", "RLConfig": "unmask.rl.config.flat"}
 __all__ = ["RLConfig", "RLTrainer", "__version__"]
 
 

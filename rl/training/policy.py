@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from unmask.rollouts.adapter import ModelAdapter, load_model
+from unmask.rollouts.adapter import ModelAdapter, load_model, resolve_device, wrap_model
 from unmask.rollouts.families import family_for
 from unmask.rollouts.models.checkpoint import read_config, resolve_checkpoint
 
@@ -42,20 +42,28 @@ def lora_matches(names: list[str], targets: list[str]) -> dict[str, int]:
     return {t: sum(n == t or n.endswith("." + t) for n in names) for t in targets}
 
 
-def check_lora_targets(model_cfg) -> list[str]:
+def is_peft_model(model: torch.nn.Module | None) -> bool:
+    return model is not None and hasattr(model, "peft_config") and hasattr(model, "get_base_model")
+
+
+def check_lora_targets(model_cfg, model: torch.nn.Module | None = None) -> list[str]:
     """Preflight of a recipe's model without loading weights: its config.json can be read (a missing local
     path fails now), and under LoRA (``use_peft``) its LoRA targets, verified against its architecture;
-    [] without LoRA."""
-    cfg = model_config(model_cfg.name_or_path, model_cfg.revision)
+    [] without LoRA. A ``model`` given in memory is checked itself (a PEFT model: its adapter's targets)."""
+    if model is None:
+        cfg = model_config(model_cfg.name_or_path, model_cfg.revision)
     if not model_cfg.use_peft:
         return []
-    family = family_for(cfg.get("model_type"))
+    if is_peft_model(model):
+        return sorted(model.peft_config["default"].target_modules)
+    family = family_for(cfg.get("model_type") if model is None else model.config.model_type)
     if family is None:  # remote-code models: their layers are only known once loaded
         return list(model_cfg.lora_target_modules or [])
     targets = list(model_cfg.lora_target_modules or family.lora_target_modules)
-    with torch.device("meta"):
-        skeleton = family.build(cfg, model_cfg.name_or_path)
-    names = linear_names(skeleton)
+    if model is None:
+        with torch.device("meta"):
+            model = family.build(cfg, model_cfg.name_or_path)
+    names = linear_names(model)
     unmatched = [t for t, n in lora_matches(names, targets).items() if n == 0]
     if unmatched:
         leaves = sorted({n.rsplit(".", 1)[-1] for n in names})
@@ -109,14 +117,21 @@ class Policy:
 
 
 def build_policy(model_cfg, training_cfg, beta: float, targets: list[str], log=print,
-                 device: str | None = None) -> Policy:
-    """Load the model, wrap it with LoRA when asked, and build its reference policy (if beta > 0)."""
-    adapter = load_model(model_cfg.name_or_path, dtype=model_cfg.dtype, device=device or model_cfg.device,
-                         tokenizer=model_cfg.tokenizer, revision=model_cfg.revision,
-                         trust_remote_code=model_cfg.trust_remote_code, load_in_4bit=model_cfg.load_in_4bit)
+                 device: str | None = None, model: torch.nn.Module | None = None, tokenizer=None) -> Policy:
+    """Load the model (or take ``model``, a native model or a PEFT model around one, moved to ``device``),
+    wrap it with LoRA when asked, and build its reference policy (if beta > 0)."""
+    peft_model = model if is_peft_model(model) else None
+    if model is None:
+        adapter = load_model(model_cfg.name_or_path, dtype=model_cfg.dtype, device=device or model_cfg.device,
+                             tokenizer=model_cfg.tokenizer, revision=model_cfg.revision,
+                             trust_remote_code=model_cfg.trust_remote_code, load_in_4bit=model_cfg.load_in_4bit)
+    else:
+        adapter = wrap_model(model.get_base_model() if peft_model is not None else model, tokenizer)
+        adapter.model.to(resolve_device(device or model_cfg.device))
+    if tokenizer is not None:
+        adapter.tokenizer = tokenizer
     adapter.model.gradient_checkpointing = model_cfg.gradient_checkpointing
-    peft_model = None
-    if model_cfg.use_peft:
+    if model_cfg.use_peft and peft_model is None:
         from peft import LoraConfig, get_peft_model
         counts = lora_matches(linear_names(adapter.model), targets)
         peft_model = get_peft_model(adapter.model, LoraConfig(

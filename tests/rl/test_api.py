@@ -8,6 +8,7 @@ import sys
 
 import datasets
 import pytest
+import torch
 import yaml
 
 from unmask import RLConfig, RLTrainer
@@ -47,7 +48,7 @@ def test_python_api_and_recipe_give_the_same_run(tmp_path):
 
 def test_api_refuses_what_it_cannot_use_before_loading_weights(tmp_path):
     args = RLConfig()
-    with pytest.raises(TypeError, match=r"model must be a Hub id or a local directory, got object; save a model"):
+    with pytest.raises(TypeError, match=r"model must be a native dream or llada model .* got object"):
         RLTrainer(model=object(), reward_funcs=[length_bonus], args=args)
     with pytest.raises(ValueError, match=r"reward_funcs is empty"):
         RLTrainer(model=LLADA_TINY, reward_funcs=[], args=args)
@@ -58,8 +59,76 @@ def test_api_refuses_what_it_cannot_use_before_loading_weights(tmp_path):
         RLTrainer(model=LLADA_TINY, reward_funcs=[length_bonus], args=3)
 
 
+def api_args(out, **settings) -> dict:
+    args = yaml.safe_load(RECIPE.read_text())
+    args["training"].update(output_dir=str(out), max_steps=2)
+    args["model"].update(settings)
+    return args
+
+
+def test_a_model_object_trains_as_its_directory_does(tmp_path):
+    from transformers import AutoModel
+
+    from unmask.rollouts.adapter import load_model
+    RLTrainer(model=LLADA_TINY, reward_funcs=[length_bonus], args=api_args(tmp_path / "path"),
+              train_dataset=ROWS).train()
+    model = AutoModel.from_pretrained(LLADA_TINY)  # a transformers model, after import unmask
+    tokenizer = load_model(LLADA_TINY, device="cpu", tokenizer="bytes").tokenizer
+    trainer = RLTrainer(model=model, reward_funcs=[length_bonus], args=api_args(tmp_path / "object"),
+                        train_dataset=ROWS, processing_class=tokenizer)
+    trainer.train()
+    assert steps(tmp_path / "object") == steps(tmp_path / "path")
+    assert trainer.policy.adapter.model is model  # trained in place, as TRL does
+    assert load_recipe(tmp_path / "object" / "recipe.yaml").model.name_or_path == str(LLADA_TINY)
+
+
+def test_a_peft_model_trains_its_adapter_only(tmp_path):
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from safetensors.torch import load_file
+
+    from unmask.rollouts.adapter import load_model
+    lm = load_model(LLADA_TINY, device="cpu", tokenizer="bytes")
+    frozen = {k: v.clone() for k, v in lm.model.state_dict().items()}
+    peft = get_peft_model(lm.model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    trainer = RLTrainer(model=peft, reward_funcs=[length_bonus], args=api_args(tmp_path),
+                        train_dataset=ROWS, processing_class=lm.tokenizer)
+    trainer.train()
+    saved = load_recipe(tmp_path / "recipe.yaml").model
+    assert (saved.use_peft, saved.lora_r, saved.lora_target_modules) == (True, 4, ["q_proj", "v_proj"])
+    base = peft.get_base_model().state_dict()
+    assert all(torch.equal(base[k.replace(".weight", ".base_layer.weight")] if k not in base else base[k], v)
+               for k, v in frozen.items())  # the base weights never moved
+    adapter = load_file(str(tmp_path / "adapter_model.safetensors"))
+    assert adapter and all("lora_" in k for k in adapter)
+    assert isinstance(peft, PeftModel)
+
+
+def test_rlconfig_is_trls_flat_config_with_the_methods_defaults():
+    from unmask.rl.config import ConfigError, recipe_from_dict
+    args = RLConfig(method="gdpo", learning_rate=3e-6, num_generations=4, per_device_train_batch_size=4,
+                    max_completion_length=64, output_dir="out/x")
+    nested = recipe_from_dict({"algorithm": {"name": "gdpo"}, "training": {"learning_rate": 3e-6, "output_dir": "out/x",
+                               "per_device_train_batch_size": 4}, "rollout": {"num_generations": 4,
+                                                                              "max_completion_length": 64}})
+    assert vars(args) == vars(nested)  # the same recipe a YAML file with these keys gives
+    assert (args.elbo_nodes, args.beta, args.num_iterations, args.importance_sampling_level) == (3, 0.0, 1, "sequence")
+    assert (args.learning_rate, args.method, args.num_generations) == (3e-6, "gdpo", 4)
+    args.beta, args.method = 0.01, "mdpo"
+    assert (args.algorithm.beta, args.algorithm.name) == (0.01, "mdpo")
+    assert isinstance(RLConfig(), type(nested)) and RLConfig().algorithm.name == "diffu_grpo"
+    with pytest.raises(ConfigError, match=r"unknown setting 'learnig_rate'; did you mean 'learning_rate'\?"):
+        RLConfig(learnig_rate=1e-6)
+    with pytest.raises(ConfigError, match=r"algorithm.beta: expected float, got str"):
+        RLConfig(beta="high")
+    with pytest.raises(AttributeError, match=r"RLConfig has no setting 'nothing'"):
+        _ = args.nothing
+    trainer_args = RLTrainer.__init__.__code__.co_varnames
+    assert "processing_class" in trainer_args  # TRL's name for the tokenizer
+
+
 def test_importing_the_api_name_is_lazy():
     code = ("import sys, unmask; assert 'torch' not in sys.modules; "
+            "from unmask import RLConfig; assert 'torch' not in sys.modules; "
             "from unmask import RLTrainer; assert 'torch' in sys.modules; print(RLTrainer.__module__)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
