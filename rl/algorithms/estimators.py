@@ -20,9 +20,11 @@ optionally combines the per-unit log-probs into the per-token values the loss se
   on its masked positions, optionally weighted by the rollout confidence and by L/|masked| (folded into
   the unit's advantage); the k steps with the largest |advantage| per row (``step_selection: top_k``).
 
-Scoring uses the rollout's own policy (``rollouts.sampling.policy_logits``: mask token excluded, the
-sampler's filters), at ``logp_temperature`` (default: the rollout temperature, 1 for greedy rollouts),
-so a trajectory unit's log-prob is the value the sampler recorded.
+Scoring (``logp_policy``) uses the rollout's own policy (``sampler``: ``rollouts.sampling.policy_logits``, mask
+token excluded, the sampler's filters), so a trajectory unit's log-prob is the value the sampler recorded, or
+the model's softmax over its whole vocabulary (``model``, what the reference codes score), at
+``logp_temperature`` (default: the rollout temperature, 1 for greedy rollouts). With ``attend_prompt_padding``
+the model sees the prompts' left padding (no attention mask) and d1's prompt masking may mask it, as in d1's code.
 """
 from __future__ import annotations
 
@@ -105,16 +107,21 @@ def scoring_temperature(traj: Trajectory, settings) -> float:
     return float(traj.sampler.get("temperature") or 0.0) or 1.0
 
 
-def unit_logprobs(adapter: ModelAdapter, inputs: torch.Tensor, attention_mask: torch.Tensor,
-                  targets: torch.Tensor, sampler: SamplerConfig, temperature: float, *,
+def unit_logprobs(adapter: ModelAdapter, inputs: torch.Tensor, attention_mask: torch.Tensor | None,
+                  targets: torch.Tensor, sampler: SamplerConfig, temperature: float, *, policy: str = "sampler",
                   with_entropy: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """log p(target) [B, U, L] at every completion position of every unit: one forward of B·U rows; with
-    ``with_entropy``, also the policy's entropy [B, U, L] there, from the same forward (no gradient)."""
+    """log p(target) [B, U, L] at every completion position of every unit: one forward of B·U rows (no attention
+    mask when ``attention_mask`` is None), under the sampling ``policy`` or the ``model``'s full softmax; with
+    ``with_entropy``, also that distribution's entropy [B, U, L] there, from the same forward (no gradient)."""
     b, u, t = inputs.shape
     length = targets.shape[-1]
-    attn = attention_mask.unsqueeze(1).expand(b, u, t).reshape(b * u, t)
+    attn = None if attention_mask is None else attention_mask.unsqueeze(1).expand(b, u, t).reshape(b * u, t)
     logits = adapter.logits(inputs.reshape(b * u, t), attn)[:, t - length:]
-    logp = policy_logprobs(policy_logits(logits, sampler, adapter.mask_id, adapter.eos_id), temperature)
+    if policy == "sampler":
+        logits = policy_logits(logits, sampler, adapter.mask_id, adapter.eos_id)
+    elif policy != "model":
+        raise ValueError(f"unknown logp_policy {policy!r}; choose 'sampler' or 'model'")
+    logp = policy_logprobs(logits.float(), temperature)
     chosen = logp.gather(-1, targets.reshape(b * u, length, 1).clamp(min=0)).reshape(b, u, length)
     if not with_entropy:
         return chosen
@@ -139,7 +146,8 @@ class OneStep(Estimator):
         traj = batch.traj
         p = self.settings.p_mask_prompt
         noise = torch.rand(traj.prompt_ids.shape, generator=generator, device="cpu").to(traj.prompt_ids.device)
-        prompt = traj.prompt_ids.masked_fill((noise < p) & traj.prompt_mask.bool(), traj.mask_id)
+        maskable = noise < p if self.settings.attend_prompt_padding else (noise < p) & traj.prompt_mask.bool()
+        prompt = traj.prompt_ids.masked_fill(maskable, traj.mask_id)
         masked = torch.full_like(traj.completion_ids, traj.mask_id)
         return Units(inputs=_with_completion(traj, masked.unsqueeze(1), prompt.unsqueeze(1)),
                      targets=traj.completion_ids.unsqueeze(1),
@@ -162,7 +170,10 @@ class _Elbo(Estimator):
         t, w, pair = self.ratios(b, generator)
         u = t.shape[1]
         noise = torch.rand((b, u, length), generator=generator, dtype=torch.float64)
-        masked = noise < t.unsqueeze(-1)
+        if self.settings.elbo_masking == "count":  # exactly floor(t L) positions, uniformly: the smallest noises
+            masked = noise.argsort(-1).argsort(-1) < torch.floor(t * length).unsqueeze(-1)
+        else:
+            masked = noise < t.unsqueeze(-1)
         if pair is not None:  # complementary draws: the second of a pair masks exactly what the first left
             second = torch.arange(u) % 2 == 1
             masked[:, second] = ~masked[:, pair[second]]
@@ -280,7 +291,8 @@ class StepPrediction(Estimator):
         select = (states[..., plen:] == traj.mask_id) & (targets >= 0)
         count = select.sum(-1)
         weight = conf[rows, index].nan_to_num(0.0) if self.settings.confidence_weighting else None
-        scale = (traj.completion_length / count.clamp(min=1)).float() if self.settings.confidence_weighting else None
+        # MDPO's L / (|M_t| + 1e-4), as its code computes it
+        scale = (traj.completion_length / (count + 1e-4)).float() if self.settings.confidence_weighting else None
         return Units(inputs=states, targets=targets, select=select, loss_weight=weight, adv_index=index,
                      adv_scale=scale)
 

@@ -8,14 +8,18 @@ per-token loss; ``beta`` × KL is added per token; :func:`aggregate` reduces to 
 - ``grpo``: mean over a unit's tokens, mean over the row's non-empty units, mean over rows;
 - ``bnpo``: sum over the micro-batch's tokens / their number (then / number of micro-batches);
 - ``dr_grpo``: sum / (rows × max_completion_length);
-- ``dapo``: sum / tokens in the whole (accumulated) batch.
+- ``dapo``: sum / tokens in the whole (accumulated) batch;
+- ``step_bnpo`` (CJ-GRPO's code): for each unit u, sum over the micro-batch's tokens of u / their number; mean
+  over the units that hold any (then / number of micro-batches). One unit: ``bnpo``;
+- ``step_sum`` (MDPO's code): each unit's sum / (its tokens + 1e-4), summed over the row's units, mean over rows.
 
 Denominators that span the whole batch come from :class:`Norms`, so accumulating micro-batches gives
 the full batch's gradient for every mode but ``bnpo``, whose denominator is local by definition.
 
 Importance ratios (``importance_sampling_level``): ``token`` — exp(logp − old) per token;
-``sequence`` — exp of the unit's mean log-ratio (GSPO); ``sequence_sum`` — exp of the summed log-ratio
-(the ELBO ratio of GDPO), with the loss divided by the number of tokens (GDPO's 1/|y|).
+``sequence`` — exp of the unit's mean log-ratio (GSPO; with ELBO units and EOS padding scored, GDPO's code:
+exp(ΔELBO / L)); ``sequence_sum`` — exp of the summed log-ratio (the ELBO ratio of GDPO's paper), with the loss
+divided by the number of tokens (the paper's 1/|y|).
 """
 from __future__ import annotations
 
@@ -24,6 +28,8 @@ from dataclasses import dataclass
 import torch
 
 from .objective import register_policy_loss
+
+STEP_SUM_EPS = 1e-4  # MDPO's code adds it to the token count of a step
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,12 @@ def aggregate(per_token: torch.Tensor, scored: torch.Tensor, loss_type: str, nor
         return x.sum() / max(norms.rows * norms.length, 1)
     if loss_type == "dapo":
         return x.sum() / max(norms.tokens, 1)
+    if loss_type == "step_bnpo":
+        count = scored.sum((0, 2))
+        unit_mean = x.sum((0, 2)) / count.clamp(min=1)
+        return unit_mean.sum() / (count > 0).sum().clamp(min=1) / norms.micro_batches
+    if loss_type == "step_sum":
+        return (x.sum(-1) / (scored.sum(-1) + STEP_SUM_EPS)).sum() / max(norms.rows, 1)
     raise ValueError(f"unknown loss_type {loss_type!r}")
 
 

@@ -84,11 +84,12 @@ class AlgorithmConfig:
         metadata={"help": "Policy updates per generated batch (mu in GRPO); >1 reuses rollouts with importance "
                           "ratios."},
     )
-    loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo"] = field(
+    loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo", "step_bnpo", "step_sum"] = field(
         default="bnpo",
         metadata={"help": "Loss normalisation: per-sequence mean (grpo; per unit, then over units, for per-step "
                           "estimators), constant length (dr_grpo), tokens in the global batch (dapo) or in the local "
-                          "batch (bnpo)."},
+                          "batch (bnpo); for per-step estimators also bnpo per unit averaged over units (step_bnpo, "
+                          "CJ-GRPO's code) or grpo's unit means summed over units (step_sum, MDPO's code)."},
     )
     scale_rewards: Literal["group", "batch", "none"] = field(
         default="none",
@@ -139,9 +140,26 @@ class AlgorithmConfig:
                           "first update, or (trajectory estimator only) the rollout's recorded values."},
     )
     logp_temperature: float | None = field(
-        default=None,
-        metadata={"help": "Temperature applied to logits when scoring; null uses the rollout temperature (1 for greedy "
-                          "rollouts)."},
+        default=1.0,
+        metadata={"help": "Temperature applied to logits when scoring (d1: 1, raw logits); null uses the rollout "
+                          "temperature (1 for greedy rollouts)."},
+    )
+    logp_policy: Literal["sampler", "model"] = field(
+        default="model",
+        metadata={"help": "Distribution the log-probs are taken under: the rollout's sampling policy (mask token "
+                          "removed, the sampler's top-k/top-p filters) or the model's softmax over the whole "
+                          "vocabulary (what d1, GDPO, MDPO and CJ-GRPO's code score)."},
+    )
+    attend_prompt_padding: bool = field(
+        default=False,
+        metadata={"help": "Score with the prompts' left padding visible to the model, and maskable like any prompt "
+                          "token, as d1's and GDPO's code do (they pass no attention mask); default hides it, as the "
+                          "rollouts do."},
+    )
+    elbo_masking: Literal["bernoulli", "count"] = field(
+        default="bernoulli",
+        metadata={"help": "ELBO estimators: mask each completion token with probability t, or exactly floor(t * L) "
+                          "of the L positions chosen uniformly (GDPO's code); both weight masked tokens by 1/t."},
     )
     score_eos_padding: bool = field(
         default=False,
@@ -183,6 +201,10 @@ class AlgorithmConfig:
         if self.old_logp == "rollout" and self.estimator != "trajectory":
             raise ConfigError(f"{where}.old_logp 'rollout' reuses the rollout's recorded log-probs, which only the "
                               f"'trajectory' estimator scores; use 'recompute' with {self.estimator!r}")
+        if self.old_logp == "rollout" and (self.logp_policy != "sampler" or self.attend_prompt_padding):
+            raise ConfigError(f"{where}.old_logp 'rollout' reuses what the sampler recorded, so the loss must score as "
+                              f"the sampler did: set {where}.logp_policy: sampler and {where}.attend_prompt_padding: "
+                              f"false, or old_logp: recompute")
         if self.advantage == "mdpo_stepwise" and self.estimator != "step_prediction":
             raise ConfigError(f"{where}.advantage 'mdpo_stepwise' gives one advantage per recorded step; it needs "
                               f"{where}.estimator 'step_prediction'")

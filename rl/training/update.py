@@ -13,9 +13,9 @@ recomputes its own units with gradients and the loss is evaluated on the detache
 exactly the full gradient split over chunks — at the cost of that extra gradient-free forward.
 
 Metrics: the loss (mean over micro-batches and iterations), the loss's per-token diagnostics (``kl``, clip
-fractions), and ``entropy``: the mean entropy of the policy (the sampler's filtered distribution at the scoring
-temperature) at the positions each unit scores, taken from the logits of the forward that has the gradient — an
-elementwise pass over them, no extra forward.
+fractions), and ``entropy``: the mean entropy of the distribution the log-probs are taken under (``logp_policy``,
+at the scoring temperature) at the positions each unit scores, taken from the logits of the forward that has the
+gradient — an elementwise pass over them, no extra forward.
 """
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ class PolicyUpdate:
         self.backend = backend if backend is not None else SingleProcess()
         # DeepSpeed averages gradients over ranks; losses normalised by batch-wide (all-rank) counts are
         # scaled back to a sum. bnpo's normaliser is local by definition, so ranks average it as in TRL.
-        self.loss_scale = 1 if settings.loss_type == "bnpo" else self.backend.world_size
+        self.loss_scale = 1 if settings.loss_type in ("bnpo", "step_bnpo") else self.backend.world_size
         if settings.beta > 0 and reference is None:
             raise ValueError("algorithm.beta > 0 needs a reference policy; set beta: 0 or pass reference=")
 
@@ -68,11 +68,12 @@ class PolicyUpdate:
         """Log-probs [B, hi − lo, L] of units lo..hi (``units`` already restricted to ``rows``); with ``entropy``,
         also appends (sum, count) of the policy's entropy over the units' scored positions of kept rows."""
         traj = batch.traj
-        args = (adapter, units.inputs[:, lo:hi], traj.attention_mask()[rows], units.targets[:, lo:hi],
-                sampler_of(traj), scoring_temperature(traj, self.settings))
+        s = self.settings
+        args = (adapter, units.inputs[:, lo:hi], None if s.attend_prompt_padding else traj.attention_mask()[rows],
+                units.targets[:, lo:hi], sampler_of(traj), scoring_temperature(traj, s))
         if entropy is None:
-            return unit_logprobs(*args).float()
-        logp, h = unit_logprobs(*args, with_entropy=True)
+            return unit_logprobs(*args, policy=s.logp_policy).float()
+        logp, h = unit_logprobs(*args, policy=s.logp_policy, with_entropy=True)
         counted = units.select[:, lo:hi] & batch.keep[rows].view(-1, 1, 1)
         entropy.append((float((h * counted).sum()), float(counted.sum())))
         return logp.float()

@@ -66,13 +66,14 @@ def _batch(lm, seed=0):
 
 @pytest.mark.parametrize("name,extra", [
     ("diffu_grpo", {}), ("diffu_grpo", {"importance_sampling_level": "sequence"}),
-    ("cj_grpo", {}), ("gdpo", {"elbo_nodes": 2}), ("diffu_grpo", {"scale_rewards": "group"}),
+    ("cj_grpo", {"score_eos_padding": False}), ("gdpo", {"elbo_nodes": 2, "score_eos_padding": False}),
+    ("diffu_grpo", {"scale_rewards": "group"}),
 ])
 def test_batch_of_4_equals_two_accumulated_batches_of_2(name, extra):
     lm = toy_model(seed=1)
     batch = _batch(lm)
     results = {}
-    for loss_type in ("grpo", "dr_grpo", "dapo", "bnpo"):
+    for loss_type in ("grpo", "dr_grpo", "dapo", "bnpo", "step_bnpo", "step_sum"):
         s = algorithm(name, loss_type=loss_type, num_iterations=1, beta=0.04, **extra)
         compute_advantages(batch, s)
         ref = FrozenCopyReference(toy_model(seed=2))
@@ -80,9 +81,9 @@ def test_batch_of_4_equals_two_accumulated_batches_of_2(name, extra):
         halves = _one_update_grads(lm, batch, s, 2, ref)
         results[loss_type] = float((full - halves).abs().max())
         assert float(full.abs().max()) > 1e-4
-    for loss_type in ("grpo", "dr_grpo", "dapo"):
+    for loss_type in ("grpo", "dr_grpo", "dapo", "step_sum"):
         assert results[loss_type] < 1e-6, results
-    assert results["bnpo"] > 1e-4, results  # local token normalisation: different on purpose
+    assert results["bnpo"] > 1e-4 and results["step_bnpo"] > 1e-4, results  # local token normalisation: on purpose
 
 
 def test_one_iteration_ratio_is_one_and_clipped_gradient_is_the_policy_gradient():

@@ -22,7 +22,7 @@ def test_named_methods_fill_their_paper_defaults_and_recipes_override_them():
         ("trajectory", "ass", True, 8)
     gdpo = recipe_from_dict({"algorithm": {"name": "gdpo", "elbo_nodes": 2}})
     assert (gdpo.algorithm.estimator, gdpo.algorithm.elbo_nodes, gdpo.algorithm.importance_sampling_level) == \
-        ("elbo_sdmc", 2, "sequence_sum")
+        ("elbo_sdmc", 2, "sequence")
     mdpo = recipe_from_dict({"algorithm": {"name": "mdpo"}}, ["rollout.temperature=0.7"])
     assert (mdpo.rollout.record_predictions, mdpo.rollout.temperature, mdpo.algorithm.kl_estimator) == (True, 0.7, "k2")
     d1 = recipe_from_dict({})

@@ -121,7 +121,9 @@ def test_entropy_comes_from_the_scoring_forward_with_the_same_log_probs():
     want = -(p * p.log().nan_to_num(neginf=0.0)).sum(-1).reshape(b, u, length)
     torch.testing.assert_close(entropy, want)
     assert float(entropy.max()) <= float(torch.log(torch.tensor(3.0))) + 1e-5  # top_k=3: at most log 3 nats
-    s = algorithm("diffu_grpo", num_iterations=1, beta=0.0)
+    s = algorithm("diffu_grpo", num_iterations=1, beta=0.0, logp_policy="sampler")
     compute_advantages(batch, s)
     metrics = PolicyUpdate(lm, s).run(batch, lambda: lm.model.zero_grad())
     assert 0 < metrics["entropy"] <= float(torch.log(torch.tensor(3.0))) + 1e-5
+    full = PolicyUpdate(lm, algorithm("diffu_grpo", num_iterations=1, beta=0.0)).run(batch, lambda: None)
+    assert float(torch.log(torch.tensor(3.0))) < full["entropy"] <= float(torch.log(torch.tensor(7.0)))  # d1's: V
