@@ -1,6 +1,7 @@
 """The ``unmask`` command: one entry point, one subcommand per job.
 
-``unmask demo`` runs SFT → RL → eval on the bundled task (``rl.demo``); ``unmask generate`` and ``unmask smoke``
+``unmask demo`` runs SFT → RL → eval on the bundled task (``rl.demo``); ``unmask compare`` runs RL methods × seeds
+from one start and tabulates them (``rl.compare``); ``unmask generate`` and ``unmask smoke``
 decode with a model (``rollouts.cli``); ``unmask bench rollout``
 measures the decoding modes; ``unmask train RECIPE`` validates a recipe (``--print-config`` shows it
 resolved; it also trains); ``unmask sft RECIPE`` runs masked-diffusion SFT (``rl.sft``); ``unmask eval``
@@ -16,6 +17,8 @@ from unmask import __version__
 from unmask.eval.cli import add_eval_parser, add_merge_parser
 from unmask.eval.score import add_score_parser
 from unmask.rollouts.cli import add_generate_parser, add_smoke_parser
+
+from .compare import add_compare_parser
 
 
 def add_recipe_parser(sub, name: str, help: str, example: str, func) -> None:
@@ -131,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_parser(sub)
     add_generate_parser(sub)
     add_demo_parser(sub)
+    add_compare_parser(sub)
     add_smoke_parser(sub)
     add_eval_parser(sub)
     add_score_parser(sub)
@@ -144,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)  # the exact command, for reports
     # argparse stops collecting `overrides` at the first option: let override words come after options too
     # (a word without `=` is then reported by the recipe loader as a malformed override, as it is before them)
-    if extra and args.command in ("train", "sft", "demo") and not any(e.startswith("-") for e in extra):
+    if extra and args.command in ("train", "sft", "demo", "compare") and not any(e.startswith("-") for e in extra):
         args.overrides += extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")

@@ -1,11 +1,15 @@
 """Advantage estimators: rewards of a batch of GRPO groups → advantages, plus the group statistics
 TRL logs (``reward``, ``reward_std``, ``frac_reward_zero_std``).
 
-- ``group``: A = r − mean(group), divided by the std of the group (``scale_rewards: group``), of the
-  batch (``batch``) or not at all (``none``, d1's default).
+- ``group``: A = r − mean(group) (``baseline: leave_one_out``: r − the mean of the group's other rewards,
+  = G/(G−1)·(r − mean)), divided by the std of the group (``scale_rewards: group``), of the batch (``batch``)
+  or not at all (``none``, d1's default).
 - ``mdpo_stepwise`` (MDPO): from the reward of every recorded step's full prediction r_{g,t},
   a_{g,t} = (r_{g,t} − r_{g,t−1}) + 1 + mean(r_{g,t+1..T−1}) (the last step: + r_{g,T−1}), normalised per
   step over the group: (a − mean_g) / (std_g + 1e-4).
+
+- ``softmax_weights`` (wd1): from A = r − mean(group), the signed weight softmax_g(A) − softmax_g(−A) over the
+  group: the loss −Σ weight·log p rewards good completions and pushes bad ones down, with no ratio.
 
 Groups whose rewards are all equal carry no signal; their fraction is logged and, with
 ``filter_zero_std_groups``, their rows are dropped from the loss.
@@ -49,11 +53,24 @@ def _finish(batch: RolloutBatch, advantages: torch.Tensor, zero_std_rows: torch.
 def group_advantages(batch: RolloutBatch, settings) -> RolloutBatch:
     mean, std = group_stats(batch.rewards, batch.group_size)
     adv = batch.rewards.float() - mean
+    if settings.baseline == "leave_one_out":
+        if batch.group_size < 2:
+            raise ValueError("a leave-one-out baseline needs groups of at least 2 completions "
+                             "(rollout.num_generations >= 2)")
+        adv = adv * batch.group_size / (batch.group_size - 1)
     if settings.scale_rewards == "group":
         adv = adv / (std + STD_EPS)
     elif settings.scale_rewards == "batch":
         adv = adv / (batch.rewards.float().std() + STD_EPS)
     return _finish(batch, adv, std == 0, settings)
+
+
+@register_advantage("softmax_weights")
+def softmax_weight_advantages(batch: RolloutBatch, settings) -> RolloutBatch:
+    mean, std = group_stats(batch.rewards, batch.group_size)
+    a = group_view(batch.rewards.float() - mean, batch.group_size)
+    weights = torch.softmax(a, 1) - torch.softmax(-a, 1)
+    return _finish(batch, weights.reshape(-1), std == 0, settings)
 
 
 def mdpo_step_scores(step_rewards: torch.Tensor) -> torch.Tensor:

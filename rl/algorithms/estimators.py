@@ -11,11 +11,14 @@ optionally combines the per-unit log-probs into the per-token values the loss se
   probability t, weight 1/t on the masked tokens; with ``elbo_coupled`` the draws come in
   complementary pairs (t, mask) and (1 − t, ¬mask). Combined: the per-token ELBO contribution, whose
   sum over the completion is an unbiased estimate of the sequence ELBO.
+- ``elbo_stratified`` (ESPO): exact-count masks stratified across the batch's rows, each with its complement.
+- ``coupled`` (coupled-GRPO): the fully masked completion plus one complementary pair at a shared t.
 - ``elbo_sdmc`` (GDPO): the t-integral by Gauss–Legendre quadrature on [0, 1] (``elbo_nodes``) with
   ``elbo_masks_per_node`` random masks at each node.
-- ``trajectory`` (CJ-GRPO, TraceRL): one unit per recorded step s — the replayed state x_s, scoring the
-  tokens committed at s; steps selected by ``step_selection`` (all, every k-th, k at random, or merged
-  groups of k consecutive steps, each scored from the state before its first step).
+- ``trajectory`` (CJ-GRPO, JustGRPO, d2, TraceRL): one unit per recorded step s — the replayed state x_s,
+  scoring the tokens committed at s; steps selected by ``step_selection`` (all, every k-th, k at random, or
+  merged groups of k consecutive steps, each scored from the state before its first step); with
+  ``p_mask_prompt`` > 0 the prompt is masked as for ``one_step``, once per iteration for all units (d2).
 - ``step_prediction`` (MDPO): one unit per recorded step — x_s, scoring the step's full prediction
   on its masked positions, optionally weighted by the rollout confidence and by L/|masked| (folded into
   the unit's advantage); the k steps with the largest |advantage| per row (``step_selection: top_k``).
@@ -138,20 +141,39 @@ def _with_completion(traj: Trajectory, completion: torch.Tensor, prompt: torch.T
     return torch.cat([prompt, completion], dim=2)
 
 
+def masked_prompt(traj: Trajectory, settings, generator: torch.Generator) -> torch.Tensor:
+    """[B, P] the prompts with each token masked with probability ``p_mask_prompt`` (d1's random prompt masking;
+    the padding too with ``attend_prompt_padding``, as d1's code does)."""
+    p = settings.p_mask_prompt
+    noise = torch.rand(traj.prompt_ids.shape, generator=generator, device="cpu").to(traj.prompt_ids.device)
+    maskable = noise < p if settings.attend_prompt_padding else (noise < p) & traj.prompt_mask.bool()
+    return traj.prompt_ids.masked_fill(maskable, traj.mask_id)
+
+
 @register_estimator("one_step")
 class OneStep(Estimator):
     name = "one_step"
 
     def units(self, batch, generator):
         traj = batch.traj
-        p = self.settings.p_mask_prompt
-        noise = torch.rand(traj.prompt_ids.shape, generator=generator, device="cpu").to(traj.prompt_ids.device)
-        maskable = noise < p if self.settings.attend_prompt_padding else (noise < p) & traj.prompt_mask.bool()
-        prompt = traj.prompt_ids.masked_fill(maskable, traj.mask_id)
+        prompt = masked_prompt(traj, self.settings, generator)
         masked = torch.full_like(traj.completion_ids, traj.mask_id)
         return Units(inputs=_with_completion(traj, masked.unsqueeze(1), prompt.unsqueeze(1)),
                      targets=traj.completion_ids.unsqueeze(1),
                      select=loss_positions(traj, self.settings).unsqueeze(1))
+
+
+def weighted_mask_units(traj: Trajectory, masked: torch.Tensor, weight: torch.Tensor, settings) -> Units:
+    """ELBO units from masks [B, U, L] over the completion: each scores its masked tokens, weighted by
+    ``weight`` [B, U] when combined; the loss sees every scored completion position."""
+    b, u, length = masked.shape
+    dev = traj.completion_ids.device
+    masked = masked.to(dev)
+    scored = loss_positions(traj, settings)
+    coef = torch.where(masked, weight.float().unsqueeze(-1).to(dev), torch.zeros((), device=dev))
+    targets = traj.completion_ids.unsqueeze(1).expand(b, u, length)
+    return Units(inputs=_with_completion(traj, targets.masked_fill(masked, traj.mask_id)), targets=targets,
+                 select=masked & scored.unsqueeze(1), coef=coef, loss_select=scored.unsqueeze(1))
 
 
 class _Elbo(Estimator):
@@ -161,7 +183,8 @@ class _Elbo(Estimator):
 
     def ratios(self, batch_size: int,
                generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """(t [B, U], weight [B, U] multiplying 1/t, complement-of [U] index or None)."""
+        """(t [B, U], weight [B, U] multiplying 1/t, complement-of [U] (the unit whose mask unit u inverts, −1 for
+        none) or None)."""
         raise NotImplementedError
 
     def units(self, batch, generator):
@@ -175,17 +198,9 @@ class _Elbo(Estimator):
         else:
             masked = noise < t.unsqueeze(-1)
         if pair is not None:  # complementary draws: the second of a pair masks exactly what the first left
-            second = torch.arange(u) % 2 == 1
+            second = pair >= 0
             masked[:, second] = ~masked[:, pair[second]]
-        dev = traj.completion_ids.device
-        masked = masked.to(dev)
-        scored = loss_positions(traj, self.settings)
-        coef = torch.where(masked, (w / t).float().unsqueeze(-1).to(dev), torch.zeros((), device=dev))
-        completion = traj.completion_ids.unsqueeze(1).expand(b, u, length).masked_fill(masked, traj.mask_id)
-        return Units(inputs=_with_completion(traj, completion),
-                     targets=traj.completion_ids.unsqueeze(1).expand(b, u, length),
-                     select=masked & scored.unsqueeze(1), coef=coef,
-                     loss_select=scored.unsqueeze(1))
+        return weighted_mask_units(traj, masked, w / t, self.settings)
 
     def combine(self, logp, units):
         return (logp * units.coef * units.select).sum(1, keepdim=True)
@@ -201,8 +216,49 @@ class ElboMonteCarlo(_Elbo):
         pair = None
         if self.settings.elbo_coupled:
             t[:, 1::2] = 1 - t[:, 0::2]
-            pair = torch.arange(k) - (torch.arange(k) % 2)  # each odd draw complements the draw before it
+            odd = torch.arange(k) % 2 == 1
+            pair = torch.where(odd, torch.arange(k) - 1, -1)  # each odd draw complements the draw before it
         return t, torch.full_like(t, 1.0 / k), pair
+
+
+@register_estimator("coupled")
+class Coupled(_Elbo):
+    """DiffuCoder's coupled-GRPO: three units — the completion fully masked, a Bernoulli(t) mask M and its
+    complement — with t ~ U(coupled_t_min, coupled_t_max) drawn once per iteration for the whole batch; each
+    token's value is ½ (log p(y | all masked) + log p(y | x_M) / t or log p(y | x_M̄) / (1 − t)), whichever of
+    the pair masks it."""
+
+    name = "coupled"
+
+    def ratios(self, batch_size, generator):
+        lo, hi = self.settings.coupled_t_min, self.settings.coupled_t_max
+        t = lo + (hi - lo) * torch.rand((), generator=generator, dtype=torch.float64)
+        ratios = torch.stack([torch.ones_like(t), t, 1 - t]).expand(batch_size, 3).clone()
+        return ratios, torch.full_like(ratios, 0.5), torch.tensor([-1, -1, 1])
+
+
+@register_estimator("elbo_stratified")
+class ElboStratified(_Elbo):
+    """ESPO's ELBO: per draw one k ~ U{0..L} for the batch; row i masks exactly x_i = round(k + i (L+1)/B)
+    mod (L+1) positions (counts stratified across rows), weighted (L+1)/x_i, and a second unit masks the
+    complement, weighted (L+1)/(L − x_i); each weighted ½, draws averaged (``elbo_samples``)."""
+
+    name = "elbo_stratified"
+
+    def units(self, batch, generator):
+        traj = batch.traj
+        b, length = traj.completion_ids.shape
+        draws = self.settings.elbo_samples
+        masks, weights = [], []
+        for _ in range(draws):
+            k = int(torch.randint(0, length + 1, (), generator=generator))
+            counts = torch.round(torch.linspace(k, k + (b - 1) * (length + 1) / b, b)).long() % (length + 1)
+            ranks = torch.rand((b, length), generator=generator).argsort(-1).argsort(-1)
+            first = ranks < counts.unsqueeze(1)                      # exactly x_i positions, uniformly placed
+            masks += [first, ~first]
+            x = counts.double()
+            weights += [0.5 * (length + 1) / x / draws, 0.5 * (length + 1) / (length - x) / draws]
+        return weighted_mask_units(traj, torch.stack(masks, 1), torch.stack(weights, 1), self.settings)
 
 
 def gauss_legendre_01(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -264,6 +320,8 @@ class TrajectorySteps(Estimator):
         c = traj.commit_step.unsqueeze(1).long()
         select = (c >= first.unsqueeze(-1)) & (c < end.unsqueeze(-1)) & scored.unsqueeze(1)
         states = torch.stack([traj.state(first[:, u]) for u in range(first.shape[1])], 1)
+        if self.settings.p_mask_prompt > 0:  # d2: one prompt mask per iteration, shared by the units
+            states[..., :traj.prompt_ids.shape[1]] = masked_prompt(traj, self.settings, generator).unsqueeze(1)
         u = first.shape[1]
         return Units(inputs=states, targets=traj.completion_ids.unsqueeze(1).expand(-1, u, -1), select=select)
 

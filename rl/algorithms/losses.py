@@ -9,6 +9,7 @@ per-token loss; ``beta`` × KL is added per token; :func:`aggregate` reduces to 
 - ``bnpo``: sum over the micro-batch's tokens / their number (then / number of micro-batches);
 - ``dr_grpo``: sum / (rows × max_completion_length);
 - ``dapo``: sum / tokens in the whole (accumulated) batch;
+- ``sum`` (wd1's code): sum over the micro-batch's tokens and rows (then / number of micro-batches);
 - ``step_bnpo`` (CJ-GRPO's code): for each unit u, sum over the micro-batch's tokens of u / their number; mean
   over the units that hold any (then / number of micro-batches). One unit: ``bnpo``;
 - ``step_sum`` (MDPO's code): each unit's sum / (its tokens + 1e-4), summed over the row's units, mean over rows.
@@ -76,14 +77,22 @@ def reinforce_loss(logp, old, adv, scored, settings) -> tuple[torch.Tensor, dict
     return -adv.unsqueeze(-1) * logp, {}
 
 
-def kl_penalty(logp: torch.Tensor, ref: torch.Tensor, estimator: str) -> torch.Tensor:
-    """Per-token KL(π‖π_ref) estimate: k3 = exp(ref − logp) − (ref − logp) − 1, k2 = (logp − ref)² / 2."""
+def kl_penalty(logp: torch.Tensor, ref: torch.Tensor, estimator: str, scored: torch.Tensor | None = None
+               ) -> torch.Tensor:
+    """KL(π‖π_ref) estimate per token: k3 = exp(ref − logp) − (ref − logp) − 1, k2 = (logp − ref)² / 2. With
+    ``scored`` (sequence level), of each unit's summed difference Σ (ref − logp), divided evenly among its
+    scored tokens (so a unit's token mean is the sequence KL / its length: ESPO's (1/L)·½(ΔB)²)."""
     d = ref - logp
+    if scored is not None:
+        count = scored.sum(-1, keepdim=True).clamp(min=1)
+        d = (d * scored).sum(-1, keepdim=True)
     if estimator == "k3":
-        return torch.exp(d) - d - 1
-    if estimator == "k2":
-        return 0.5 * d * d
-    raise ValueError(f"unknown kl_estimator {estimator!r}")
+        kl = torch.exp(d) - d - 1
+    elif estimator == "k2":
+        kl = 0.5 * d * d
+    else:
+        raise ValueError(f"unknown kl_estimator {estimator!r}")
+    return kl if scored is None else (kl / count).expand_as(logp)
 
 
 def aggregate(per_token: torch.Tensor, scored: torch.Tensor, loss_type: str, norms: Norms) -> torch.Tensor:
@@ -100,6 +109,8 @@ def aggregate(per_token: torch.Tensor, scored: torch.Tensor, loss_type: str, nor
         return x.sum() / max(norms.rows * norms.length, 1)
     if loss_type == "dapo":
         return x.sum() / max(norms.tokens, 1)
+    if loss_type == "sum":
+        return x.sum() / norms.micro_batches
     if loss_type == "step_bnpo":
         count = scored.sum((0, 2))
         unit_mean = x.sum((0, 2)) / count.clamp(min=1)
@@ -119,7 +130,7 @@ def policy_objective(logp: torch.Tensor, old: torch.Tensor | None, ref: torch.Te
     if settings.beta > 0:
         if ref is None:
             raise ValueError("beta > 0 needs reference log-probs")
-        kl = kl_penalty(logp, ref, settings.kl_estimator)
+        kl = kl_penalty(logp, ref, settings.kl_estimator, scored if settings.kl_level == "sequence" else None)
         per_token = per_token + settings.beta * kl
         info["kl"] = kl.detach()
     if weight is not None:

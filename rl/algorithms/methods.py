@@ -1,35 +1,16 @@
 """Named RL methods: each published algorithm is a composition estimator × advantage × loss with its
-reference's defaults. A recipe picks one with ``algorithm.name`` and may override any part; keys it leaves
-out take the method's values here (then the schema's). Torch-free. Each method's loss is checked against an
-independent transcription of its reference code (``tests/rl/algorithms/test_parity.py``), with the reference's
-own settings; what a method does differently by default is listed with it, each one override away.
+reference code's defaults. A recipe picks one with ``algorithm.name`` and may override any part; keys it leaves
+out take the method's values here (then the schema's). Torch-free.
 
-- ``diffu_grpo`` (d1, ``diffu-grpo/diffu_grpo_trainer.py``): estimator one-step, prompt masked with p = 0.15;
-  advantage r − group mean; loss token-clipped, k3 KL, bnpo. Scored as d1 scores: raw logits (temperature 1)
-  over the whole vocabulary. The loss is d1's exactly for prompts of one length — d1's published setting,
-  where a micro-batch is one prompt's group. With prompts of different lengths in a batch, d1's code lets the
-  model see the left padding (it passes no attention mask, in its rollouts too) and may mask it; unmask hides
-  it as its rollouts do (``attend_prompt_padding: true`` is d1's). The run's ``num_iterations`` is 4, not
-  d1's 12 (users report collapse at 12).
-- ``gdpo`` (GDPO, ``gdpo/likelihood_estimators.py``, ``gdpo_trainer.py``): estimator semi-deterministic ELBO,
-  3 Gauss–Legendre nodes × 1 mask of exactly floor(t·L) positions; advantage r − group mean; loss clipped on
-  the sequence ratio exp((ELBO − ELBO_old) / L), L the completion width (EOS padding scored, raw logits over
-  the whole vocabulary, as the code does). Departs: the old ELBO uses the new one's masks (the paper's intent;
-  the code draws them apart), a KL term (β > 0; 0 by default) is per token, not on sequence ELBOs, prompt
-  padding is hidden as for d1, and ``num_iterations`` is 1, not the published run's 12.
-  ``importance_sampling_level: sequence_sum`` is the paper's formula (ratio of summed ELBOs, loss / |y|).
-- ``mdpo`` (MDPO, ``src/open_r1/mdpo/mdpo_trainer.py``): estimator per step, the step's full prediction on its
-  masked set, confidence- and L/(|M_t| + 1e-4)-weighted, scored at the rollout temperature over the whole
-  vocabulary; advantage step-wise, normalised per step over the group; loss token-clipped, k2 KL, top-8 steps by
-  |A|. Departs: the k selected steps' losses are averaged (``loss_type: grpo``), where the code sums them
-  (``loss_type: step_sum``): a factor k, i.e. a learning-rate rescale; and the code's temperature carries
-  + the logits' dtype epsilon (2^-7 in bf16), which we leave out.
-- ``cj_grpo`` (CJ-GRPO, ``cj-grpo/cj_grpo_trainer*.py``; + EOSER, ASS rollouts): estimator per step, the tokens
-  committed at that step (EOS padding included, as the code does), raw logits over the whole vocabulary;
-  advantage r − group mean; loss token-clipped per step, k3 KL. Departs: the per-step token means are
-  per rollout, then averaged over steps and rollouts (the paper's Eq. 11, ``loss_type: grpo``), where the code
-  pools each step's tokens over the micro-batch (``loss_type: step_bnpo``); prompt padding is hidden as for
-  d1; ``num_iterations`` is 4, not 12 / 8.
+Each method names the reference file its loss follows and says what it does differently by default (each
+difference one override away); ``tests/rl/algorithms/test_parity.py`` checks every method's loss and gradient
+against an independent transcription of that file's formulas, with the reference's settings.
+
+Two methods are called GDPO. ``gdpo`` here is Group Diffusion Policy Optimization (Rojas et al., arXiv
+2510.08554): a dLLM likelihood method, the sequence ELBO ratio. NVIDIA's GDPO in TRL and NeMo is Group
+reward-Decoupled normalization Policy Optimization (Liu et al., arXiv 2601.05242): a multi-reward advantage
+rule (normalise each reward within its group, sum, normalise over the batch), independent of how a dLLM's
+likelihood is estimated; it is not registered here.
 """
 from __future__ import annotations
 
@@ -42,11 +23,15 @@ from unmask.rewards.registry import Registry
 class Method:
     name: str
     summary: str
+    reference: str = ""                            # the file (repository/path) whose loss the method follows
+    departs: str = ""                              # what it does differently by default, and the override
     algorithm: dict = field(default_factory=dict)  # AlgorithmConfig defaults of this method
     rollout: dict = field(default_factory=dict)    # RolloutConfig defaults (sampler settings it pairs with)
 
 
 METHODS: Registry[Method] = Registry("RL method")
+PADDING = ("prompts of different lengths in one batch: the code shows the model their left padding (no attention "
+           "mask) and may mask it; unmask hides it as its rollouts do (attend_prompt_padding: true)")
 
 
 def register_method(method: Method) -> Method:
@@ -56,13 +41,20 @@ def register_method(method: Method) -> Method:
 
 register_method(Method(
     "diffu_grpo", "d1's diffu-GRPO: one-step mean-field log-probs with random prompt masking",
+    reference="dllm-reasoning/d1 diffu-grpo/diffu_grpo_trainer.py",
+    departs=f"{PADDING}; num_iterations 4, not 12 (users report collapse at 12)",
     algorithm=dict(estimator="one_step", advantage="group", loss="clipped", beta=0.04, epsilon=0.5,
                    num_iterations=4, p_mask_prompt=0.15, loss_type="bnpo", scale_rewards="none",
                    importance_sampling_level="token", kl_estimator="k3", logp_policy="model", logp_temperature=1.0),
     rollout=dict(temperature=0.9, remasking="low_confidence")))
 
 register_method(Method(
-    "gdpo", "GDPO: sequence-level ELBO ratio, ELBO by semi-deterministic Monte Carlo (Gauss-Legendre nodes)",
+    "gdpo", ("GDPO (Group Diffusion Policy Optimization): sequence ELBO ratio exp(dELBO / L), the ELBO by "
+             "semi-deterministic Monte Carlo (3 Gauss-Legendre nodes, floor(t L) masks)"),
+    reference="KevinRojas1499/GDPO gdpo/likelihood_estimators.py, gdpo/gdpo_trainer.py",
+    departs=("the old ELBO uses the new one's masks (the paper's intent; the code draws them independently: not "
+             "offered); a KL term (beta > 0, off by default) is per token, not on sequence ELBOs; " + PADDING +
+             "; num_iterations 1, not 12. importance_sampling_level: sequence_sum is the paper's formula"),
     algorithm=dict(estimator="elbo_sdmc", advantage="group", loss="clipped", elbo_nodes=3, elbo_masks_per_node=1,
                    elbo_masking="count", beta=0.0, epsilon=0.5, num_iterations=1, loss_type="grpo",
                    scale_rewards="none", importance_sampling_level="sequence", score_eos_padding=True,
@@ -72,20 +64,88 @@ register_method(Method(
 register_method(Method(
     "mdpo", ("MDPO: per-step policy gradient on the model's full predictions, "
              "step-wise advantages from intermediate rewards"),
+    reference="autonomousvision/mdpo src/open_r1/mdpo/mdpo_trainer.py",
+    departs=("the k selected steps' losses are averaged, the code sums them (loss_type: step_sum; a factor k, a "
+             "learning-rate rescale); the code's temperature carries + the logits' dtype epsilon (logp_temperature: "
+             "T + 2^-7 in bf16)"),
     algorithm=dict(estimator="step_prediction", advantage="mdpo_stepwise", loss="clipped", step_selection="top_k",
                    step_k=8, confidence_weighting=True, beta=0.02, epsilon=0.2, num_iterations=1, loss_type="grpo",
                    importance_sampling_level="token", kl_estimator="k2", backward_chunk=1, logp_policy="model",
-                   logp_temperature=None),
+                   logp_temperature=None, p_mask_prompt=0.0),
     rollout=dict(temperature=0.4, record_predictions=True, block_length=None, remasking="low_confidence")))
 
 register_method(Method(
     "cj_grpo", "CJ-GRPO: per-step log-probs of the tokens committed at each recorded step (consistency trajectory)",
+    reference="yjyddq/EOSER-ASS-RL cj-grpo/cj_grpo_trainer*.py",
+    departs=("per-step token means are taken per rollout, then averaged over steps and rollouts (the paper's Eq. "
+             "11), the code pools each step's tokens over the micro-batch (loss_type: step_bnpo): the same whenever "
+             "every rollout commits as many tokens per step (fixed schedules), not under threshold decoding or "
+             f"stop_at_eos; {PADDING}; num_iterations 4, not 12 / 8"),
     algorithm=dict(estimator="trajectory", advantage="group", loss="clipped", step_selection="all",
                    beta=0.04, epsilon=0.5, num_iterations=4, loss_type="grpo", scale_rewards="none",
                    importance_sampling_level="token", kl_estimator="k3", backward_chunk=1, logp_policy="model",
-                   logp_temperature=1.0, score_eos_padding=True),
+                   logp_temperature=1.0, score_eos_padding=True, p_mask_prompt=0.0),
     rollout=dict(temperature=1.0, eoser=True, eoser_gamma_min=0.01, schedule="ass", block_length=None,
                  remasking="low_confidence")))
+
+register_method(Method(
+    "wd1", "wd1: ratio-free weighted likelihood, softmax(A) - softmax(-A) weights on d1's one-step log-probs",
+    reference="xiaohangt/wd1 wd1/trainers/rev_grpo_trainer.py",
+    departs=(f"the weights' softmax runs over each group, the code's over a device's micro-batch (one group in its "
+             f"setting: per-device batch = num_generations); {PADDING}; num_iterations 4, not 12"),
+    algorithm=dict(estimator="one_step", advantage="softmax_weights", loss="reinforce", beta=0.0, num_iterations=4,
+                   p_mask_prompt=0.15, loss_type="sum", scale_rewards="none", logp_policy="model",
+                   logp_temperature=1.0),
+    rollout=dict(temperature=0.9, remasking="low_confidence")))
+
+register_method(Method(
+    "coupled_grpo", ("coupled-GRPO (DiffuCoder): token ratios on the fully masked completion averaged with a "
+                     "complementary mask pair at a shared t ~ U(0.2, 0.8); leave-one-out advantages"),
+    reference="apple/ml-diffucoder src/open_r1/coupled_grpo.py",
+    departs=f"{PADDING}; the code's sampler is Dream's (its model is DiffuCoder): set it with rollout settings",
+    algorithm=dict(estimator="coupled", advantage="group", baseline="leave_one_out", loss="clipped", beta=0.01,
+                   epsilon=0.5, num_iterations=2, loss_type="bnpo", scale_rewards="none",
+                   importance_sampling_level="token", kl_estimator="k3", elbo_masking="bernoulli", logp_policy="model",
+                   logp_temperature=1.0),
+    rollout=dict(temperature=1.0)))
+
+register_method(Method(
+    "espo", ("ESPO: sequence ELBO ratio exp(dELBO / L) with exact-count masks stratified across the batch and "
+             "their complements, k2 KL on the sequence ELBO; leave-one-out advantages"),
+    reference="ML-GSAI/ESPO espo/espo_trainer.py",
+    departs=(f"mask counts are stratified across the batch's rows, the code's across a micro-batch's (the same "
+             f"when the micro-batch is the batch); {PADDING}"),
+    algorithm=dict(estimator="elbo_stratified", elbo_samples=1, advantage="group", baseline="leave_one_out",
+                   loss="clipped", beta=0.01, kl_estimator="k2", kl_level="sequence", epsilon=0.2,
+                   num_iterations=2, loss_type="grpo", scale_rewards="none", importance_sampling_level="sequence",
+                   score_eos_padding=True, logp_policy="model", logp_temperature=1.0),
+    rollout=dict(temperature=1.0, remasking="low_confidence")))
+
+register_method(Method(
+    "just_grpo", ("JustGRPO: left-to-right rollouts (block 1, one token per step) scored by their exact "
+                  "autoregressive-order likelihood, one token per trajectory step"),
+    reference="LeapLabTHU/JustGRPO grpo.py",
+    departs=("the loss divides by the batch's rows with A != 0 (filter_zero_std_groups, dr_grpo), the code each "
+             "prompt's group by its own count (+1e-5) and sums over the prompts of a step: the same for one prompt "
+             "per step and otherwise a constant factor when every group has signal"),
+    algorithm=dict(estimator="trajectory", step_selection="all", advantage="group", scale_rewards="group",
+                   filter_zero_std_groups=True, loss="clipped", epsilon=0.2, beta=0.0, num_iterations=1,
+                   loss_type="dr_grpo", importance_sampling_level="token", score_eos_padding=True,
+                   backward_chunk=1, logp_policy="model", logp_temperature=1.0, p_mask_prompt=0.0),
+    rollout=dict(temperature=1.0, block_length=1, remasking="low_confidence")))
+
+register_method(Method(
+    "d2", ("d2-StepMerge: the trajectory cut into segments of step_k consecutive steps, each scored from the state "
+           "before it with the prompt re-masked (p = 0.15); token ratios, k3 KL"),
+    reference="kuleshov-group/d2 diffu-grpo/diffu_grpo_trainer.py (d2StepMergeTrainer)",
+    departs=(f"every segment is scored each iteration (the code cycles one segment per micro-step over 2N "
+             f"accumulation steps, which sums to the same loss); step_k is a step count (the code's N segments: "
+             f"step_k = diffusion_steps / N); {PADDING}; num_iterations 4, not 12"),
+    algorithm=dict(estimator="trajectory", step_selection="merge", step_k=16, advantage="group", loss="clipped",
+                   beta=0.04, epsilon=0.5, num_iterations=4, p_mask_prompt=0.15, loss_type="bnpo",
+                   scale_rewards="none", importance_sampling_level="token", kl_estimator="k3", backward_chunk=1,
+                   logp_policy="model", logp_temperature=1.0),
+    rollout=dict(temperature=0.9, remasking="low_confidence")))
 
 
 def method_defaults(name: str) -> Method | None:

@@ -48,13 +48,15 @@ class AlgorithmConfig:
     )
     estimator: str = field(
         default="one_step",
-        metadata={"help": "Log-prob estimator (rl/algorithms/estimators.py): one_step (d1), elbo_mc, elbo_sdmc (GDPO), "
-                          "trajectory (CJ-GRPO, TraceRL), step_prediction (MDPO)."},
+        metadata={"help": "Log-prob estimator (rl/algorithms/estimators.py): one_step (d1, wd1), elbo_mc, elbo_sdmc "
+                          "(GDPO), coupled (coupled-GRPO), trajectory (CJ-GRPO, JustGRPO, TraceRL), step_prediction "
+                          "(MDPO)."},
     )
     advantage: str = field(
         default="group",
         metadata={"help": "Advantage estimator (rl/algorithms/advantages.py): group (r - group mean, optional std "
-                          "scaling) or mdpo_stepwise (per-step, from intermediate rewards)."},
+                          "scaling), softmax_weights (wd1's signed softmax weights) or mdpo_stepwise (per-step, from "
+                          "intermediate rewards)."},
     )
     loss: str = field(
         default="clipped",
@@ -70,6 +72,11 @@ class AlgorithmConfig:
         metadata={"help": "Per-token KL estimator: k3 = exp(ref-new) - (ref-new) - 1 (d1, CJ-GRPO), k2 = (new-ref)^2 / "
                           "2 (MDPO)."},
     )
+    kl_level: Literal["token", "sequence"] = field(
+        default="token",
+        metadata={"help": "KL penalty per token, or on each unit's summed log-ratio (ESPO: k2 of the sequence ELBO "
+                          "difference), spread evenly over the unit's scored tokens."},
+    )
     epsilon: float = field(
         default=0.5,
         metadata={"help": "Lower clipping range of the importance ratio (ratio >= 1 - epsilon)."},
@@ -84,16 +91,22 @@ class AlgorithmConfig:
         metadata={"help": "Policy updates per generated batch (mu in GRPO); >1 reuses rollouts with importance "
                           "ratios."},
     )
-    loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo", "step_bnpo", "step_sum"] = field(
+    loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo", "sum", "step_bnpo", "step_sum"] = field(
         default="bnpo",
         metadata={"help": "Loss normalisation: per-sequence mean (grpo; per unit, then over units, for per-step "
                           "estimators), constant length (dr_grpo), tokens in the global batch (dapo) or in the local "
-                          "batch (bnpo); for per-step estimators also bnpo per unit averaged over units (step_bnpo, "
-                          "CJ-GRPO's code) or grpo's unit means summed over units (step_sum, MDPO's code)."},
+                          "batch (bnpo), a plain sum over the micro-batch (sum, wd1's code); for per-step estimators "
+                          "also bnpo per unit averaged over units (step_bnpo, CJ-GRPO's code) or grpo's unit means "
+                          "summed over units (step_sum, MDPO's code)."},
     )
     scale_rewards: Literal["group", "batch", "none"] = field(
         default="none",
         metadata={"help": "Divide advantages by the reward std of the group, of the batch, or not at all."},
+    )
+    baseline: Literal["mean", "leave_one_out"] = field(
+        default="mean",
+        metadata={"help": "group advantage's baseline: the group's mean reward (d1), or the mean of the other "
+                          "completions' rewards (leave-one-out: ESPO, coupled-GRPO), i.e. G/(G-1) x (r - mean)."},
     )
     importance_sampling_level: Literal["token", "sequence", "sequence_sum"] = field(
         default="token",
@@ -104,7 +117,7 @@ class AlgorithmConfig:
     p_mask_prompt: float = field(
         default=0.15,
         metadata={"help": "Probability of masking each prompt token when estimating log-probs (d1's random prompt "
-                          "masking)."},
+                          "masking; one_step and, once per iteration, trajectory units as in d2)."},
     )
     elbo_nodes: int = field(
         default=3,
@@ -117,6 +130,11 @@ class AlgorithmConfig:
         metadata={"help": "elbo_mc: draw masks in complementary pairs (mask with ratio t, then its complement with "
                           "ratio 1-t), so every token is scored once per pair."},
     )
+    coupled_t_min: float = field(
+        default=0.2,
+        metadata={"help": "coupled: smallest masking ratio t of the complementary pair (DiffuCoder: U(0.2, 0.8))."},
+    )
+    coupled_t_max: float = field(default=0.8, metadata={"help": "coupled: largest masking ratio t of the pair."})
     step_selection: Literal["all", "top_k", "every_k", "merge", "random"] = field(
         default="all",
         metadata={"help": "Per-step estimators: which recorded steps are trained: all, the step_k with the largest "
@@ -195,16 +213,21 @@ class AlgorithmConfig:
         _bound(self, where, ("num_iterations", "elbo_nodes", "elbo_masks_per_node", "elbo_samples", "step_k",
                              "backward_chunk"), 1)
         _bound(self, where, "p_mask_prompt", 0.0, hi=1.0)
+        _bound(self, where, ("coupled_t_min", "coupled_t_max"), 0.0, strict=True, below=1.0)
+        if self.coupled_t_min > self.coupled_t_max:
+            raise ConfigError(f"{where}.coupled_t_min ({self.coupled_t_min}) is above {where}.coupled_t_max "
+                              f"({self.coupled_t_max}); give a range lo <= hi")
         _bound(self, where, "logp_temperature", 0.0, strict=True)
         if self.elbo_coupled and self.elbo_samples % 2:
             raise ConfigError(f"{where}.elbo_coupled draws masks in pairs; set {where}.elbo_samples to an even number")
         if self.old_logp == "rollout" and self.estimator != "trajectory":
             raise ConfigError(f"{where}.old_logp 'rollout' reuses the rollout's recorded log-probs, which only the "
                               f"'trajectory' estimator scores; use 'recompute' with {self.estimator!r}")
-        if self.old_logp == "rollout" and (self.logp_policy != "sampler" or self.attend_prompt_padding):
+        if self.old_logp == "rollout" and (self.logp_policy != "sampler" or self.attend_prompt_padding
+                                           or self.p_mask_prompt > 0):
             raise ConfigError(f"{where}.old_logp 'rollout' reuses what the sampler recorded, so the loss must score as "
-                              f"the sampler did: set {where}.logp_policy: sampler and {where}.attend_prompt_padding: "
-                              f"false, or old_logp: recompute")
+                              f"the sampler did: set {where}.logp_policy: sampler, {where}.attend_prompt_padding: "
+                              f"false and {where}.p_mask_prompt: 0, or old_logp: recompute")
         if self.advantage == "mdpo_stepwise" and self.estimator != "step_prediction":
             raise ConfigError(f"{where}.advantage 'mdpo_stepwise' gives one advantage per recorded step; it needs "
                               f"{where}.estimator 'step_prediction'")

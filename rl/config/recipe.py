@@ -147,7 +147,8 @@ def recipe_from_dict(data: Mapping | None, overrides: Sequence[str] = (), *, sou
 
 def with_method_defaults(data: Mapping) -> dict:
     """``data`` with the named method's defaults (``rl.algorithms.methods``) filled into the ``algorithm`` and
-    ``rollout`` keys the recipe leaves out; with ASS and no ``diffusion_steps``, floor(log2 L) steps."""
+    ``rollout`` keys the recipe leaves out; with no ``diffusion_steps``, floor(log2 L) under ASS and L with
+    ``block_length: 1``."""
     from unmask.rl.algorithms.methods import method_defaults
     result = dict(data)
     algorithm = result.get("algorithm")
@@ -160,10 +161,12 @@ def with_method_defaults(data: Mapping) -> dict:
         if given is None or isinstance(given, Mapping):
             result[section] = {**defaults, **(given or {})}
     rollout = result.get("rollout")
-    if isinstance(rollout, Mapping) and rollout.get("schedule") == "ass" and "diffusion_steps" not in rollout:
+    if isinstance(rollout, Mapping) and "diffusion_steps" not in rollout:
         length = rollout.get("max_completion_length", RolloutConfig.max_completion_length)
-        if isinstance(length, int) and length > 0:
+        if isinstance(length, int) and length > 0 and rollout.get("schedule") == "ass":
             rollout["diffusion_steps"] = length.bit_length() - 1
+        elif isinstance(length, int) and length > 0 and rollout.get("block_length") == 1:
+            rollout["diffusion_steps"] = length  # left to right, one token per step (JustGRPO)
     return result
 
 

@@ -57,8 +57,8 @@ class PolicyUpdate:
         self.micro_batch_size, self.reference = micro_batch_size, reference
         self.backend = backend if backend is not None else SingleProcess()
         # DeepSpeed averages gradients over ranks; losses normalised by batch-wide (all-rank) counts are
-        # scaled back to a sum. bnpo's normaliser is local by definition, so ranks average it as in TRL.
-        self.loss_scale = 1 if settings.loss_type in ("bnpo", "step_bnpo") else self.backend.world_size
+        # scaled back to a sum. Local normalisers (bnpo, step_bnpo, sum) are averaged over ranks, as in TRL.
+        self.loss_scale = 1 if settings.loss_type in ("bnpo", "step_bnpo", "sum") else self.backend.world_size
         if settings.beta > 0 and reference is None:
             raise ValueError("algorithm.beta > 0 needs a reference policy; set beta: 0 or pass reference=")
 
