@@ -57,6 +57,7 @@ class Units:
     loss_weight: torch.Tensor | None = None   # [B, U', L] per-token loss weight (MDPO confidence), None = 1
     adv_index: torch.Tensor | None = None     # [B, U'] index into per-step advantages [B, S'], None = per-row
     adv_scale: torch.Tensor | None = None     # [B, U'] multiplies the unit's advantage (MDPO's L/|M_t|)
+    upper: torch.Tensor | None = None         # [B] bool: rows valued by an upper bound (SPG: advantage <= 0)
 
     @property
     def num_units(self) -> int:

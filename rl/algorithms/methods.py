@@ -148,6 +148,18 @@ register_method(Method(
     rollout=dict(temperature=0.9, remasking="low_confidence")))
 
 
+register_method(Method(
+    "spg", ("SPG (Sandwiched Policy Gradient): REINFORCE on the ELBO for positive advantages and on an upper bound "
+            "(the EUBO, mixed with the ELBO) for the others, block-wise masks"),
+    reference="facebookresearch/SPG spg/spg_trainer.py",
+    departs=(f"{PADDING}; masks are drawn once per inner iteration from its seed, where the code's step counter "
+             f"reuses some seeds (with its gradient accumulation, 2 distinct masks over 4 iterations)"),
+    algorithm=dict(estimator="elbo_block", elbo_samples=2, negative_bound="mix", eubo_beta=1.5, bound_mix_weight=0.5,
+                   p_mask_prompt=0.15, advantage="group", scale_rewards="none", loss="reinforce", beta=0.0,
+                   num_iterations=4, loss_type="bnpo", logp_policy="model", logp_temperature=1.0),
+    rollout=dict(temperature=0.9, remasking="low_confidence")))
+
+
 def method_defaults(name: str) -> Method | None:
     """The registered method called ``name``, or None (unknown names are reported by validation)."""
     return METHODS.get(name) if name in METHODS else None

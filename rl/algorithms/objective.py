@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from unmask.rewards.registry import Registry
 
-ESTIMATORS = Registry("log-prob estimator", ("unmask.rl.algorithms.estimators",))
+ESTIMATORS = Registry("log-prob estimator", ("unmask.rl.algorithms.estimators", "unmask.rl.algorithms.sandwich"))
 ADVANTAGES = Registry("advantage estimator", ("unmask.rl.algorithms.advantages",))
 POLICY_LOSSES = Registry("policy loss", ("unmask.rl.algorithms.losses",))
 

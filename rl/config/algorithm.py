@@ -48,9 +48,9 @@ class AlgorithmConfig:
     )
     estimator: str = field(
         default="one_step",
-        metadata={"help": "Log-prob estimator (rl/algorithms/estimators.py): one_step (d1, wd1), elbo_mc, elbo_sdmc "
-                          "(GDPO), coupled (coupled-GRPO), trajectory (CJ-GRPO, JustGRPO, TraceRL), step_prediction "
-                          "(MDPO)."},
+        metadata={"help": "Log-prob estimator (rl/algorithms/estimators.py, sandwich.py): one_step (d1, wd1), elbo_mc, "
+                          "elbo_sdmc (GDPO), coupled (coupled-GRPO), elbo_stratified (ESPO), elbo_block (SPG), "
+                          "trajectory (CJ-GRPO, JustGRPO, d2, TraceRL), step_prediction (MDPO)."},
     )
     advantage: str = field(
         default="group",
@@ -135,6 +135,16 @@ class AlgorithmConfig:
         metadata={"help": "coupled: smallest masking ratio t of the complementary pair (DiffuCoder: U(0.2, 0.8))."},
     )
     coupled_t_max: float = field(default=0.8, metadata={"help": "coupled: largest masking ratio t of the pair."})
+    negative_bound: Literal["eubo", "mix", "elbo", "zero"] = field(
+        default="mix",
+        metadata={"help": "elbo_block (SPG): the value of completions with advantage <= 0 — the upper bound EUBO, its "
+                          "mixture with the ELBO, the ELBO, or 0 (positive advantages always take the ELBO)."},
+    )
+    eubo_beta: float = field(default=1.5, metadata={"help": "elbo_block (SPG): the EUBO's exponent beta."})
+    bound_mix_weight: float = field(
+        default=0.5,
+        metadata={"help": "elbo_block (SPG): weight of the EUBO in negative_bound: mix (the ELBO takes the rest)."},
+    )
     step_selection: Literal["all", "top_k", "every_k", "merge", "random"] = field(
         default="all",
         metadata={"help": "Per-step estimators: which recorded steps are trained: all, the step_k with the largest "
@@ -214,6 +224,8 @@ class AlgorithmConfig:
                              "backward_chunk"), 1)
         _bound(self, where, "p_mask_prompt", 0.0, hi=1.0)
         _bound(self, where, ("coupled_t_min", "coupled_t_max"), 0.0, strict=True, below=1.0)
+        _bound(self, where, "eubo_beta", 0.0, strict=True)
+        _bound(self, where, "bound_mix_weight", 0.0, hi=1.0)
         if self.coupled_t_min > self.coupled_t_max:
             raise ConfigError(f"{where}.coupled_t_min ({self.coupled_t_min}) is above {where}.coupled_t_max "
                               f"({self.coupled_t_max}); give a range lo <= hi")

@@ -226,3 +226,45 @@ def test_d2_is_the_d2_code(extra, same):
         return sum((per_token[m] * mask[m]).sum() / mask[m].sum() for m in (slice(0, 2), slice(2, 4))) / 2
 
     assert agrees(metrics, grads, *reference_side(model0, 2, logps, loss)) == same
+
+
+# ----------------------------------------------------------------------------------------------- SPG
+@pytest.mark.parametrize("extra,same", [
+    ({}, True), ({"negative_bound": "eubo", "eubo_beta": 1.0}, True), ({"negative_bound": "elbo"}, True),  # the code's
+    ({"loss_type": "grpo"}, False),                                                  # options; not its reduction
+])
+def test_spg_is_the_spg_code(extra, same):
+    lm, traj, batch = fixed_batch(9, [11, 12], block_length=3)
+    settings = algorithm("spg", num_iterations=2, **extra)
+    model0 = copy.deepcopy(lm.model)
+    metrics, grads, plans = unmask_side(lm, batch, settings, None, micro_batch_size=2)
+
+    # SPG spg/spg_trainer.py: forward_process (block_random: in a block holding completion tokens exactly m of its
+    # tokens masked, every later block, earlier positions at p = 0.15, positions after EOS), _get_per_seq_logps
+    # (ELBO = mean over draws of the mean log p over M_j; EUBO = (1/β) mean_{u>0} log u, u_k = mean_j 1[k∈M_j]
+    # p_k^β / t_j, t_j = |M_j| / L_i; mix = ½ EUBO + ½ ELBO; raw logits), compute_loss (v = ELBO if A > 0 else mix;
+    # Σ −A·v·L_i / Σ L_i per micro-batch, / grad. accum.; no ratio), A = r − group mean.
+    p_len, y = traj.prompt_ids.shape[1], traj.completion_ids
+    cmask = first_eos_mask(y, EOS)
+    lengths = cmask.sum(1).float()
+    adv = group_mean_advantage(REWARDS, 2)
+    beta, weight, bound = settings.eubo_beta, 0.5, settings.negative_bound
+
+    def loss(model, j, old):
+        inputs = plans[j].units.inputs                                                # [B, draws, P + L]
+        draws = inputs.shape[1]
+        lp = torch.stack([token_logps(model, inputs[:, d], y) for d in range(draws)], 1)
+        mk = (inputs[:, :, p_len:] == MASK) & cmask.unsqueeze(1)
+        n = mk.sum(-1).float()
+        assert (n >= 1).all()
+        elbo = ((lp * mk).sum(-1) / n).mean(-1)
+        t = n / lengths.unsqueeze(1)
+        u = (lp.exp() ** beta * mk / t.unsqueeze(-1)).mean(1)
+        keep = u > 0
+        eubo = (torch.where(keep, u, torch.ones_like(u)).log() * keep).sum(-1) / keep.sum(-1) / beta
+        negative = {"mix": weight * eubo + (1 - weight) * elbo, "eubo": eubo, "elbo": elbo}[bound]
+        v = torch.where(adv > 0, elbo, negative)
+        per_row = -adv * v * lengths
+        return sum(per_row[m].sum() / lengths[m].sum() for m in (slice(0, 2), slice(2, 4))) / 2
+
+    assert agrees(metrics, grads, *reference_side(model0, 2, lambda m, j: None, loss)) == same
