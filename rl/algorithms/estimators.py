@@ -13,6 +13,7 @@ optionally combines the per-unit log-probs into the per-token values the loss se
   sum over the completion is an unbiased estimate of the sequence ELBO.
 - ``elbo_stratified`` (ESPO): exact-count masks stratified across the batch's rows, each with its complement.
 - ``coupled`` (coupled-GRPO): the fully masked completion plus one complementary pair at a shared t.
+- with ``elbo_per_sample`` (BGPO), the ELBO estimators keep each sample as a unit, valued by its own estimate.
 - ``elbo_sdmc`` (GDPO): the t-integral by Gauss–Legendre quadrature on [0, 1] (``elbo_nodes``) with
   ``elbo_masks_per_node`` random masks at each node.
 - ``trajectory`` (CJ-GRPO, JustGRPO, d2, TraceRL): one unit per recorded step s — the replayed state x_s,
@@ -178,9 +179,12 @@ def weighted_mask_units(traj: Trajectory, masked: torch.Tensor, weight: torch.Te
 
 
 class _Elbo(Estimator):
-    """Units at masking ratios t with combining weights; the combined value per token is its ELBO term."""
+    """Units at masking ratios t with combining weights; the combined value per token is its ELBO term. With
+    ``elbo_per_sample`` (BGPO) each unit stays its own: its value is that sample's ELBO estimate (weight 1/t)."""
 
-    combines = True
+    @property
+    def combines(self) -> bool:
+        return not self.settings.elbo_per_sample
 
     def ratios(self, batch_size: int,
                generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -201,9 +205,15 @@ class _Elbo(Estimator):
         if pair is not None:  # complementary draws: the second of a pair masks exactly what the first left
             second = pair >= 0
             masked[:, second] = ~masked[:, pair[second]]
+        if self.settings.elbo_per_sample:
+            units = weighted_mask_units(traj, masked, 1 / t, self.settings)
+            units.loss_select = None  # each sample scores its own masked tokens
+            return units
         return weighted_mask_units(traj, masked, w / t, self.settings)
 
     def combine(self, logp, units):
+        if self.settings.elbo_per_sample:
+            return logp * units.coef * units.select
         return (logp * units.coef * units.select).sum(1, keepdim=True)
 
 

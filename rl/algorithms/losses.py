@@ -71,6 +71,16 @@ def clipped_loss(logp, old, adv, scored, settings) -> tuple[torch.Tensor, dict]:
     return loss, info
 
 
+@register_policy_loss("bgpo")
+def bgpo_loss(logp, old, adv, scored, settings) -> tuple[torch.Tensor, dict]:
+    """BGPO's lower bound of the sequence-ratio objective, one term per Monte Carlo sample (unit) u with
+    d_u = ℓ_u − ℓ_u^old its log-ratio: −(1 + d_u)·A for A ≥ 0 (tangent), −exp(d_u)·A for A < 0 (Jensen). Equal
+    to GRPO's value and gradient on-policy; a sum over samples, so each can be backpropagated alone (flat memory)."""
+    d = log_ratio(logp, old, scored, "sequence_sum")
+    a = adv.unsqueeze(-1)
+    return -torch.where(a >= 0, (1 + d) * a, torch.exp(d) * a), {}
+
+
 @register_policy_loss("reinforce")
 def reinforce_loss(logp, old, adv, scored, settings) -> tuple[torch.Tensor, dict]:
     """Plain policy gradient −A·log p (on-policy; no ratio, no clipping)."""

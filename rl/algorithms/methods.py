@@ -160,6 +160,19 @@ register_method(Method(
     rollout=dict(temperature=0.9, remasking="low_confidence")))
 
 
+register_method(Method(
+    "bgpo", ("BGPO (Boundary-Guided Policy Optimization): a linear lower bound of the ELBO-ratio objective, one term "
+             "per Monte Carlo sample, so memory stays flat in the sample count (backward_chunk: 1)"),
+    reference="arXiv 2510.11683 Eqs. 13-14, 18-19 (THU-KEG/BGPO's code is not public here)",
+    departs=("follows the paper, not DARE's port (which divides each sample's ELBO by the response length, draws "
+             "stratified exact-count masks and adds PPO and dual clipping); the sample mean runs over samples that "
+             "mask at least one token"),
+    algorithm=dict(estimator="elbo_mc", elbo_samples=16, elbo_per_sample=True, elbo_coupled=False,
+                   elbo_masking="bernoulli", advantage="group", scale_rewards="group", loss="bgpo", beta=0.0,
+                   num_iterations=1, loss_type="grpo", backward_chunk=1, logp_policy="model", logp_temperature=1.0),
+    rollout=dict(temperature=0.9, remasking="low_confidence")))
+
+
 def method_defaults(name: str) -> Method | None:
     """The registered method called ``name``, or None (unknown names are reported by validation)."""
     return METHODS.get(name) if name in METHODS else None

@@ -60,8 +60,8 @@ class AlgorithmConfig:
     )
     loss: str = field(
         default="clipped",
-        metadata={"help": "Policy loss (rl/algorithms/losses.py): clipped (PPO/GRPO surrogate) or reinforce (plain "
-                          "policy gradient, no ratio)."},
+        metadata={"help": "Policy loss (rl/algorithms/losses.py): clipped (PPO/GRPO surrogate), reinforce (plain "
+                          "policy gradient, no ratio) or bgpo (BGPO's per-sample linear bound)."},
     )
     beta: float = field(
         default=0.04,
@@ -125,6 +125,12 @@ class AlgorithmConfig:
     )
     elbo_masks_per_node: int = field(default=1, metadata={"help": "elbo_sdmc: random masks drawn at each node."})
     elbo_samples: int = field(default=2, metadata={"help": "elbo_mc: (t, mask) draws per sequence (forward passes)."})
+    elbo_per_sample: bool = field(
+        default=False,
+        metadata={"help": "ELBO estimators: keep each Monte Carlo sample as its own unit, valued by its own ELBO "
+                          "estimate (BGPO's per-sample bound; lets backward_chunk bound memory), instead of averaging "
+                          "the samples into one value per token."},
+    )
     elbo_coupled: bool = field(
         default=False,
         metadata={"help": "elbo_mc: draw masks in complementary pairs (mask with ratio t, then its complement with "

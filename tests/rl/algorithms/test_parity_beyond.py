@@ -88,7 +88,6 @@ def test_coupled_grpo_is_diffucoders_code(extra, same):
     # (1 − t) off M), raw logits, whole vocabulary), compute_loss (token ratio clipped at 1 ± 0.5, + 0.01·k3 KL on ℓ̃,
     # Σ over tokens ≤ first EOS / their count per micro-batch, / grad. accum.), leave-one-out advantages.
     p_len, y = traj.prompt_ids.shape[1], traj.completion_ids
-    x = torch.cat([traj.prompt_ids, y], 1)
     mask = first_eos_mask(y, EOS).float()
     adv = leave_one_out(REWARDS, 2).unsqueeze(1)
 
@@ -100,7 +99,6 @@ def test_coupled_grpo_is_diffucoders_code(extra, same):
         lp0 = token_logps(model, all_masked, y)
         lp1 = token_logps(model, torch.cat([traj.prompt_ids, y.masked_fill(in_m, MASK)], 1), y)
         lp2 = token_logps(model, torch.cat([traj.prompt_ids, y.masked_fill(~in_m, MASK)], 1), y)
-        assert x.shape[1] == all_masked.shape[1]
         return 0.5 * (lp0 + torch.where(in_m, lp1 / t, lp2 / (1 - t)))
 
     def loss(model, j, old):
@@ -268,3 +266,40 @@ def test_spg_is_the_spg_code(extra, same):
         return sum(per_row[m].sum() / lengths[m].sum() for m in (slice(0, 2), slice(2, 4))) / 2
 
     assert agrees(metrics, grads, *reference_side(model0, 2, lambda m, j: None, loss)) == same
+
+
+# ----------------------------------------------------------------------------------------------- BGPO
+@pytest.mark.parametrize("extra,same", [({}, True), ({"loss": "clipped", "importance_sampling_level": "sequence_sum"},
+                                                      False)])
+def test_bgpo_is_the_bgpo_paper(extra, same):
+    lm, traj, batch = fixed_batch(10, [69, 104])  # seeds whose samples each mask a token of every row
+    settings = algorithm("bgpo", num_iterations=2, elbo_samples=3, **extra)
+    model0 = copy.deepcopy(lm.model)
+    metrics, grads, plans = unmask_side(lm, batch, settings, None, micro_batch_size=2)
+
+    # BGPO, arXiv 2510.11683 (no public code here): per Monte Carlo sample j, t_j ~ U[0, 1], each completion token
+    # masked with probability t_j, ℓ_j = (1/t_j) Σ_masked log p (Eq. 4-5; prompt never masked, tokens ≤ first EOS);
+    # d_j = ℓ_j − ℓ_j^old on the same draw; g_j = (1 + d_j)·A/n if A ≥ 0 else exp(d_j)·A/n (Eq. 13);
+    # loss = −(1/G) Σ_i Σ_j g_j (Eq. 14, 19); A = (r − mean) / (std + eps) over the group (Eq. 18).
+    p_len, y = traj.prompt_ids.shape[1], traj.completion_ids
+    cmask = first_eos_mask(y, EOS)
+    g = REWARDS.view(-1, 2)
+    adv = ((g - g.mean(1, keepdim=True)) / (g.std(1, keepdim=True) + 1e-4)).view(-1)
+
+    def samples(model, j):  # [B, n] ℓ_j
+        t = torch.rand((4, 3), generator=torch.Generator().manual_seed(batch.mask_seeds[j]), dtype=torch.float64)
+        out = []
+        for u in range(3):
+            masked = (plans[j].units.inputs[:, u, p_len:] == MASK) & cmask
+            assert bool(masked.any(1).all())  # every sample masks something (the paper's 1/n then matches)
+            lp = token_logps(model, plans[j].units.inputs[:, u], y)
+            out.append((lp * masked).sum(1) / t[:, u])
+        return torch.stack(out, 1)
+
+    def loss(model, j, old):
+        d = samples(model, j) - old
+        a = adv.unsqueeze(1)
+        bound = torch.where(a >= 0, (1 + d) * a / 3, torch.exp(d) * a / 3)
+        return -bound.sum(1).mean()
+
+    assert agrees(metrics, grads, *reference_side(model0, 2, samples, loss)) == same

@@ -14,7 +14,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from unmask.rl.algorithms.methods import METHODS
+
 from ...paths import LLADA_TINY, REPO
+from ..test_every_method import ROLLOUT
 
 pytest.importorskip("deepspeed")
 if shutil.which("c++") is None and shutil.which("g++") is None:
@@ -86,3 +89,17 @@ def test_zero3_resume_continues_exactly(zero3_run, tmp_path):
     launch(out, 3, "training.max_steps=4", "training.resume_from=latest")
     whole, resumed = final_weights(zero3_run, 4), final_weights(out, 4)
     assert max(float((whole[k] - resumed[k]).abs().max()) for k in whole) < 1e-6
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [name for name in METHODS.names() if name != "diffu_grpo"])
+def test_every_method_trains_alike_under_zero2_and_zero3(tmp_path, name):
+    """Each method's units, losses and reductions under 2 CPU ranks: ZeRO-3 (every parameter partitioned) updates
+    as ZeRO-2 does (diffu_grpo: the tests above)."""
+    overrides = [f"algorithm.name={name}", "algorithm.num_iterations=1", "training.max_steps=2", *ROLLOUT.get(name, [])]
+    launch(tmp_path / "zero2" / "run", 2, *overrides)
+    launch(tmp_path / "zero3" / "run", 3, *overrides)
+    w2, w3 = final_weights(tmp_path / "zero2" / "run", 2), final_weights(tmp_path / "zero3" / "run", 2)
+    start = load_file(str(LLADA_TINY / "model.safetensors"))
+    assert max(float((w2[k] - start[k]).abs().max()) for k in w2) > 1e-4
+    assert max(float((w2[k] - w3[k]).abs().max()) for k in w2) < 1e-5

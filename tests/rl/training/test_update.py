@@ -127,3 +127,22 @@ def test_entropy_comes_from_the_scoring_forward_with_the_same_log_probs():
     assert 0 < metrics["entropy"] <= float(torch.log(torch.tensor(3.0))) + 1e-5
     full = PolicyUpdate(lm, algorithm("diffu_grpo", num_iterations=1, beta=0.0)).run(batch, lambda: None)
     assert float(torch.log(torch.tensor(3.0))) < full["entropy"] <= float(torch.log(torch.tensor(7.0)))  # d1's: V
+
+
+def test_bgpo_memory_is_flat_in_the_number_of_samples():
+    """BGPO's point: its bound is a sum of one term per Monte Carlo sample, so with backward_chunk 1 the peak of
+    saved activations does not grow with the sample count (the combined ELBO ratio's does)."""
+    lm = toy_model(seed=4)
+    traj = rollout(lm, [[1, 2], [3]], groups=2, max_completion_length=16, diffusion_steps=16, stop_at_eos=False)
+    batch = RolloutBatch(traj, torch.tensor([1.0, 0.0, 0.2, 0.7]), 2, [3])
+    peaks = {}
+    for n in (2, 8):
+        for chunk in (1, None):
+            s = algorithm("bgpo", elbo_samples=n, backward_chunk=chunk)
+            compute_advantages(batch, s)
+            peaks[n, chunk] = _update(lm, batch, s)[1]
+    mib = {key: round(value / 2**20, 2) for key, value in peaks.items()}
+    print(f"\nBGPO peak saved-for-backward (MiB): 2 samples {mib[2, 1]}, 8 samples {mib[8, 1]} step by step; "
+          f"{mib[2, None]} / {mib[8, None]} at once")
+    assert peaks[8, 1] < 1.1 * peaks[2, 1]        # flat in the sample count
+    assert peaks[8, None] > 3 * peaks[2, None]    # where one backward over all samples grows with it
