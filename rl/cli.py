@@ -4,7 +4,8 @@
 from one start and tabulates them (``rl.compare``); ``unmask generate`` and ``unmask smoke``
 decode with a model (``rollouts.cli``); ``unmask bench rollout``
 measures the decoding modes; ``unmask train RECIPE`` validates a recipe (``--print-config`` shows it
-resolved; it also trains); ``unmask sft RECIPE`` runs masked-diffusion SFT (``rl.sft``); ``unmask eval``
+resolved; it also trains); ``unmask sft RECIPE`` runs masked-diffusion SFT (``rl.sft``), ``unmask dpo RECIPE``
+VRPO preference optimisation (``rl.dpo``); ``unmask eval``
 scores benchmarks and ``unmask merge`` merges LoRA (``eval.cli``);
 ``unmask score`` grades completions already written (``eval.score``).
 """
@@ -34,20 +35,27 @@ def add_train_parser(sub) -> None:
                       "rollout.block_length=64", run_train)
     add_recipe_parser(sub, "sft", "masked-diffusion SFT from a YAML recipe (recipes/sft/; one process: CPU or one GPU)",
                       "training.max_steps=100 sft.completion_length=128", run_train)
+    add_recipe_parser(sub, "dpo", "VRPO preference optimisation from a YAML recipe (recipes/dpo/; one process)",
+                      "training.max_steps=100 dpo.elbo_samples=4", run_train)
 
 
 def run_train(args: argparse.Namespace) -> int:
-    """``unmask train`` and ``unmask sft``: validate the recipe, then print it (``--print-config``) or run it."""
-    from .recipes import load_recipe, load_sft_recipe, to_yaml
-    cfg = (load_sft_recipe if args.command == "sft" else load_recipe)(args.recipe, args.overrides)
+    """``unmask train``, ``unmask sft`` and ``unmask dpo``: validate the recipe, then print it (``--print-config``)
+    or run it."""
+    from .recipes import load_dpo_recipe, load_recipe, load_sft_recipe, to_yaml
+    load = {"sft": load_sft_recipe, "dpo": load_dpo_recipe}.get(args.command, load_recipe)
+    cfg = load(args.recipe, args.overrides)
     if args.print_config:
         print(to_yaml(cfg), end="")
         return 0
     if args.command == "train":
         from .train import run
         return run(args.recipe, args.overrides)
-    from .sft import sft
-    metrics = sft(cfg)
+    if args.command == "dpo":
+        from .dpo import dpo as run_offline
+    else:
+        from .sft import sft as run_offline
+    metrics = run_offline(cfg)
     print(f"done: {cfg.training.output_dir} (last loss {metrics.get('loss', float('nan')):.4f})")
     return 0
 

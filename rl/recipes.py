@@ -14,10 +14,18 @@ from typing import Any
 
 import yaml
 
-from .config import RecipeConfig, SftRecipeConfig, recipe_from_dict, sft_recipe_from_dict
+from .config import (
+    DpoRecipeConfig,
+    RecipeConfig,
+    SftRecipeConfig,
+    dpo_recipe_from_dict,
+    recipe_from_dict,
+    sft_recipe_from_dict,
+)
 from .config.schema import ConfigError, _to_data
 
 __all__ = ["RECIPES_DIR", "packaged_recipes", "find_recipe", "read_yaml", "load_recipe", "load_sft_recipe",
+           "load_dpo_recipe",
            "to_dict", "to_yaml", "save_recipe"]
 
 # rl/ and recipes/ are siblings both in a checkout (top-level folders) and installed (unmask/rl, unmask/recipes).
@@ -62,6 +70,11 @@ def read_yaml(path: str | os.PathLike):
 def load_recipe(path: str | os.PathLike, overrides: Sequence[str] = ()) -> RecipeConfig:
     """Read a YAML recipe, apply ``KEY=VALUE`` overrides, and return the validated RecipeConfig."""
     return recipe_from_dict(read_yaml(path), overrides, source=os.fspath(path))
+
+
+def load_dpo_recipe(path: str | os.PathLike, overrides: Sequence[str] = ()) -> DpoRecipeConfig:
+    """Read a preference-optimisation recipe (``unmask dpo``), apply overrides, and return it validated."""
+    return dpo_recipe_from_dict(read_yaml(path), overrides, source=os.fspath(path))
 
 
 def load_sft_recipe(path: str | os.PathLike, overrides: Sequence[str] = ()) -> SftRecipeConfig:

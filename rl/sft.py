@@ -167,6 +167,12 @@ def random_init(cfg: SftRecipeConfig) -> ModelAdapter:
 
 
 class SftTrainer:
+    """The offline trainer: ``unmask sft``'s, and the base of ``unmask dpo``'s (``rl/dpo.py``), which replaces the
+    hooks ``objective_name`` (the recipe section of the loss), ``needed_columns``, ``reference_beta`` and
+    ``batch_loss``."""
+
+    objective_name = "sft"
+
     def __init__(self, cfg: SftRecipeConfig, log=print):
         """Preflight: what can be wrong with the recipe or its data fails here, before weights load."""
         self.cfg, self.log, self.last_checkpoint = cfg, log, None
@@ -178,7 +184,7 @@ class SftTrainer:
         if d.eval_dataset is not None or d.eval_data_files is not None:
             self.eval_rows = self._checked_rows("data.eval_dataset", d.eval_dataset or "json", d.eval_dataset_config,
                                                 d.eval_split, d.eval_data_files, d.eval_limit)
-        if cfg.sft.init_model is not None:  # from scratch: write the random starting model, then train that
+        if getattr(self.objective, "init_model", None) is not None:  # from scratch: a random model, trained
             init = random_init(cfg).save_pretrained(Path(cfg.training.output_dir) / "init")
             self.cfg = cfg = replace(cfg, model=replace(cfg.model, name_or_path=str(init)))
         self.lora_targets = check_lora_targets(cfg.model)  # the checkpoint exists; LoRA targets match its layers
@@ -186,16 +192,33 @@ class SftTrainer:
         rows_per_step = t.per_device_train_batch_size * t.gradient_accumulation_steps
         self.max_steps = t.max_steps or math.ceil(t.num_train_epochs * len(self.rows) / rows_per_step)
 
+    # ---- the hooks ``unmask dpo`` replaces --------------------------------------------------------------
+    @property
+    def objective(self):
+        """The recipe section of the loss (``sft``, ``dpo``)."""
+        return getattr(self.cfg, self.objective_name)
+
+    def needed_columns(self) -> tuple[tuple[tuple[str, ...], ...], str, str]:
+        """(columns the rows must hold, who needs them, the fix): ``check_columns``' last three arguments."""
+        return (self.template.columns + ((self.cfg.sft.completion_column,),),
+                f"prompt template {self.template.name!r} or sft.completion_column",
+                "set sft.completion_column / data.prompt_template to match")
+
+    reference_beta = 0.0  # > 0 builds a reference policy (DPO)
+
+    def batch_loss(self, rows: list[dict], generator: torch.Generator) -> tuple[torch.Tensor, int, dict]:
+        """(loss of these rows, completion tokens, diagnostics to log) with the masks of ``generator``."""
+        tensors = self._tensors(rows)
+        return sft_loss(self.adapter, *tensors, generator=generator, eps=self.cfg.sft.mask_eps), tensors[2].numel(), {}
+
     def _checked_rows(self, field: str, dataset, config, split, files, limit) -> list[dict]:
         return load_checked_rows(field, dataset, config, split, files, limit, self.cfg.training.seed,
-                                 self.template.columns + ((self.cfg.sft.completion_column,),),
-                                 f"prompt template {self.template.name!r} or sft.completion_column",
-                                 "set sft.completion_column / data.prompt_template to match")
+                                 *self.needed_columns())
 
     def setup(self) -> "SftTrainer":
         cfg, t = self.cfg, self.cfg.training
         seed_everything(t.seed)
-        self.policy = build_policy(cfg.model, t, 0.0, self.lora_targets, self.log)
+        self.policy = build_policy(cfg.model, t, self.reference_beta, self.lora_targets, self.log)
         self.adapter = self.policy.adapter
         self.backend = SingleProcess()
         optimizer = make_optimizer(self.policy.trainable, t)
@@ -229,26 +252,28 @@ class SftTrainer:
         """Train until ``training.max_steps`` or ``sft.max_minutes`` (checked after each step), saving a
         checkpoint every ``training.save_steps`` and where it stops; return the last step's metrics."""
         t, model, last = self.cfg.training, self.adapter.model, {}
-        minutes, began = self.cfg.sft.max_minutes, time.perf_counter()
+        minutes, began = self.objective.max_minutes, time.perf_counter()
+        accumulation = t.gradient_accumulation_steps
         while self.global_step < self.max_steps:
             model.train()
-            start, total, tokens = time.perf_counter(), 0.0, 0
-            for m in range(t.gradient_accumulation_steps):
+            start, total, tokens, extra = time.perf_counter(), 0.0, 0, {}
+            for m in range(accumulation):
                 rows = [self.rows[i] for i in self.order.take(t.per_device_train_batch_size)]
-                tensors = self._tensors(rows)
                 with self.backend.autocast(self.adapter.device, t.bf16):
-                    loss = sft_loss(self.adapter, *tensors, generator=self._generator(self.global_step, m),
-                                    eps=self.cfg.sft.mask_eps) / t.gradient_accumulation_steps
+                    loss, count, info = self.batch_loss(rows, self._generator(self.global_step, m))
+                    loss = loss / accumulation
                 self.backend.backward(loss)
                 total += float(loss.detach())
-                tokens += tensors[2].numel()
+                tokens += count
+                for key, value in info.items():
+                    extra[key] = extra.get(key, 0.0) + value / accumulation
             lr = self.backend.scheduler.get_last_lr()[0]
             grad_norm = self.backend.step()
             self.global_step += 1
-            last = {"loss": total, "learning_rate": lr, "grad_norm": grad_norm, "epoch": self.order.epochs_done,
-                    "tokens_per_second": tokens / (time.perf_counter() - start)}
+            last = {"loss": total, **extra, "learning_rate": lr, "grad_norm": grad_norm,
+                    "epoch": self.order.epochs_done, "tokens_per_second": tokens / (time.perf_counter() - start)}
             if self.eval_rows is not None and t.eval_steps and self.global_step % t.eval_steps == 0:
-                last["eval/loss"] = self.evaluate()
+                last.update(self.evaluate())
             timed_out = minutes is not None and time.perf_counter() - began >= 60 * minutes
             final = timed_out or self.global_step == self.max_steps
             if self.global_step % self.cfg.logging.logging_steps == 0 or final:
@@ -256,26 +281,26 @@ class SftTrainer:
             if self.global_step % t.save_steps == 0 or final:
                 self.save()
             if timed_out:
-                self.log(f"stopped after step {self.global_step} of {self.max_steps}: sft.max_minutes ({minutes:g}) "
-                         f"reached; saved {self.last_checkpoint}")
+                self.log(f"stopped after step {self.global_step} of {self.max_steps}: "
+                         f"{self.objective_name}.max_minutes ({minutes:g}) reached; saved {self.last_checkpoint}")
                 break
         self.save_model()
         self.logger.close()
         return last
 
     @torch.no_grad()
-    def evaluate(self) -> float:
-        """Mean SFT loss over the held-out rows, with the same masks at every evaluation."""
+    def evaluate(self) -> dict[str, float]:
+        """``eval/loss`` (and ``eval/`` diagnostics): means over the held-out rows, the same masks every time."""
         model, size = self.adapter.model, self.cfg.training.per_device_train_batch_size
         model.eval()
-        losses = []
+        sums: dict[str, float] = {}
         for b in range(0, len(self.eval_rows), size):
             rows = self.eval_rows[b: b + size]
-            loss = sft_loss(self.adapter, *self._tensors(rows), generator=self._generator(-1, b),
-                            eps=self.cfg.sft.mask_eps)
-            losses.append(float(loss) * len(rows))
+            loss, _, info = self.batch_loss(rows, self._generator(-1, b))
+            for key, value in {"loss": float(loss), **info}.items():
+                sums[f"eval/{key}"] = sums.get(f"eval/{key}", 0.0) + value * len(rows)
         model.train()
-        return sum(losses) / len(self.eval_rows)
+        return {key: value / len(self.eval_rows) for key, value in sums.items()}
 
     def save(self) -> Path:
         t = self.cfg.training

@@ -106,3 +106,19 @@ def addition_rows(config: str | None, split: str, seed: int) -> list[dict]:
     size = 5000 if which == "train" else 500
     return [{"question": ex.prompt, "answer": ex.answer, "completion": ex.completion}
             for ex in make_addition_dataset(size, seed=seed, width=width, split=which)]
+
+
+@register_dataset("synthetic_addition_preferences")
+def addition_preference_rows(config: str | None, split: str, seed: int) -> list[dict]:
+    """The task as preference pairs in TRL's format (``unmask dpo``): ``question``, ``chosen`` (the worked
+    completion) and ``rejected`` (the same trace with a wrong final answer: off by 1 to 9)."""
+    rng = random.Random(seed)
+    rows = []
+    for row in addition_rows(config, split, seed):
+        wrong = str(int(row["answer"]) + rng.choice([-1, 1]) * rng.randint(1, 9)).lstrip("-")
+        if wrong == row["answer"]:
+            wrong = str(int(row["answer"]) + 10)
+        rejected = row["completion"].replace(f"<answer>{row['answer']}</answer>", f"<answer>{wrong}</answer>")
+        rows.append({"question": row["question"], "answer": row["answer"], "chosen": row["completion"],
+                     "rejected": rejected})
+    return rows

@@ -11,7 +11,7 @@ import pytest
 from tests.paths import FIXTURES, LLADA_TINY
 from unmask.rl.cli import main
 
-COMMANDS = ("train", "sft", "eval", "score", "merge", "bench", "generate", "demo", "compare", "smoke")
+COMMANDS = ("train", "sft", "eval", "score", "merge", "bench", "generate", "demo", "compare", "dpo", "smoke")
 
 REPO = Path(__file__).resolve().parents[1]
 

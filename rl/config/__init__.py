@@ -9,6 +9,7 @@ names for diffusion settings.
 """
 
 from .algorithm import AlgorithmConfig, RewardSpec
+from .dpo import DpoConfig, DpoRecipeConfig, dpo_recipe_from_dict
 from .recipe import (
     RecipeConfig,
     SftConfig,
@@ -24,5 +25,6 @@ from .sections import DataConfig, LoggingConfig, ModelConfig, RolloutConfig, Tra
 __all__ = [
     "ConfigError", "ModelConfig", "DataConfig", "RolloutConfig", "RewardSpec", "AlgorithmConfig",
     "TrainingConfig", "LoggingConfig", "RecipeConfig", "SftConfig", "SftRecipeConfig", "recipe_from_dict",
-    "sft_recipe_from_dict", "parse_section", "apply_overrides", "with_method_defaults",
+    "sft_recipe_from_dict", "parse_section", "apply_overrides", "with_method_defaults", "DpoConfig", "DpoRecipeConfig",
+    "dpo_recipe_from_dict",
 ]

@@ -120,13 +120,19 @@ class SftRecipeConfig:
     logging: LoggingConfig = field(default_factory=LoggingConfig, metadata={"help": "Metric sinks."})
 
     def validate(self, where: str = "") -> None:
-        validate_sections(self, where)
-        if self.training.deepspeed is not None:
-            raise ConfigError(f"{_join(where, 'training.deepspeed')}: unmask sft runs in one process (CPU or one GPU); "
-                              f"remove training.deepspeed (use LoRA, model.use_peft: true, for large models)")
-        if self.data.eval_benchmark is not None:
-            raise ConfigError(f"{_join(where, 'data.eval_benchmark')}: SFT evaluates its loss on data.eval_dataset "
-                              f"rows; run unmask eval on a checkpoint for benchmark scores")
+        validate_offline(self, where, "sft", "SFT evaluates its loss")
+
+
+def validate_offline(recipe: Any, where: str, command: str, evaluates: str) -> None:
+    """The checks of a one-process offline recipe (``unmask sft``, ``unmask dpo``): its sections, no DeepSpeed,
+    held-out rows rather than a benchmark."""
+    validate_sections(recipe, where)
+    if recipe.training.deepspeed is not None:
+        raise ConfigError(f"{_join(where, 'training.deepspeed')}: unmask {command} runs in one process (CPU or one "
+                          f"GPU); remove training.deepspeed (use LoRA, model.use_peft: true, for large models)")
+    if recipe.data.eval_benchmark is not None:
+        raise ConfigError(f"{_join(where, 'data.eval_benchmark')}: {evaluates} on data.eval_dataset rows; run "
+                          f"unmask eval on a checkpoint for benchmark scores")
 
 
 def apply_overrides(data: Mapping, overrides: Sequence[str], schema: type | None = None) -> dict:
