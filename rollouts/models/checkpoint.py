@@ -139,9 +139,12 @@ def _names(names) -> str:
 
 
 def read_state_dict(path: Path, dtype: torch.dtype | None = None, device: torch.device | str = "cpu") -> dict:
-    """All tensors of a checkpoint's safetensors (single-file or sharded), floating ones cast to ``dtype``."""
+    """All tensors of a checkpoint's safetensors (single-file or sharded), floating ones cast to ``dtype``; a
+    progress bar over the shards on a terminal."""
+    from tqdm.auto import tqdm
     state: dict[str, torch.Tensor] = {}
-    for file in weight_files(Path(path)):
+    files = weight_files(Path(path))
+    for file in tqdm(files, desc="loading weights", unit="shard", disable=True if len(files) < 2 else None):
         with safe_open(str(file), framework="pt", device=str(device)) as f:
             for key in f.keys():
                 t = f.get_tensor(key)
