@@ -52,8 +52,9 @@ register_method(Method(
     "gdpo", ("GDPO (Group Diffusion Policy Optimization): sequence ELBO ratio exp(dELBO / L), the ELBO by "
              "semi-deterministic Monte Carlo (3 Gauss-Legendre nodes, floor(t L) masks)"),
     reference="KevinRojas1499/GDPO gdpo/likelihood_estimators.py, gdpo/gdpo_trainer.py",
-    departs=("the old ELBO uses the new one's masks (the paper's intent; the code draws them independently: not "
-             "offered); a KL term (beta > 0, off by default) is per token, not on sequence ELBOs; " + PADDING +
+    departs=("the old ELBO uses the new one's masks (the paper's intent; the code draws them independently: "
+             "old_masks: independent); a KL term (beta > 0, off by default) is per token, not on sequence ELBOs; "
+             + PADDING +
              "; num_iterations 1, not 12. importance_sampling_level: sequence_sum is the paper's formula"),
     algorithm=dict(estimator="elbo_sdmc", advantage="group", loss="clipped", elbo_nodes=3, elbo_masks_per_node=1,
                    elbo_masking="count", beta=0.0, epsilon=0.5, num_iterations=1, loss_type="grpo",

@@ -173,6 +173,11 @@ class AlgorithmConfig:
         metadata={"help": "Old-policy log-probs for num_iterations > 1: recomputed by an exact forward before the "
                           "first update, or (trajectory estimator only) the rollout's recorded values."},
     )
+    old_masks: Literal["shared", "independent"] = field(
+        default="shared",
+        metadata={"help": "Masks of the old-policy estimate for num_iterations > 1: the new estimate's own (the "
+                          "ratio's noise cancels), or independent draws (GDPO's code)."},
+    )
     logp_temperature: float | None = field(
         default=1.0,
         metadata={"help": "Temperature applied to logits when scoring (d1: 1, raw logits); null uses the rollout "

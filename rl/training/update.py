@@ -40,6 +40,11 @@ from .distributed import SingleProcess
 from .reference import ReferencePolicy
 
 
+def independent_seed(seed: int) -> int:
+    """old_masks: independent — the old estimate's seed, another 32-bit seed derived from the iteration's."""
+    return (seed * 1_000_003 + 12_345) % 2 ** 32
+
+
 @dataclass
 class IterationPlan:
     units: Units
@@ -100,6 +105,10 @@ class PolicyUpdate:
             if s.num_iterations > 1:
                 if s.old_logp == "rollout":
                     old = batch.traj.rollout_logp.unsqueeze(1).expand_as(units.select).float()
+                elif s.old_masks == "independent":  # GDPO's code: the old estimate on draws of its own
+                    seed = independent_seed(int(batch.mask_seeds[j]))
+                    old = self._score_combined(self.adapter, batch,
+                                               self.estimator.units(batch, torch.Generator().manual_seed(seed)))
                 else:
                     old = self._score_combined(self.adapter, batch, units)
             if s.beta > 0:

@@ -146,3 +146,19 @@ def test_bgpo_memory_is_flat_in_the_number_of_samples():
           f"{mib[2, None]} / {mib[8, None]} at once")
     assert peaks[8, 1] < 1.1 * peaks[2, 1]        # flat in the sample count
     assert peaks[8, None] > 3 * peaks[2, None]    # where one backward over all samples grows with it
+
+
+def test_old_estimates_share_the_new_ones_masks_unless_asked_otherwise():
+    """old_masks: shared (default) scores the old policy on the iteration's own masks, so before any update the
+    ratio is exactly 1; independent (GDPO's code) draws the old estimate's masks apart, so it is not."""
+    lm = toy_model(seed=4)
+    traj = rollout(lm, [[1, 2], [3]], groups=2, max_completion_length=8, diffusion_steps=8, stop_at_eos=False)
+    batch = RolloutBatch(traj, torch.tensor([1.0, 0.0, 0.2, 0.7]), 2, [3, 4])
+    olds = {}
+    for masks in ("shared", "independent"):
+        update = PolicyUpdate(lm, algorithm("gdpo", num_iterations=2, old_masks=masks))
+        plan = update.plan(batch)[0]
+        olds[masks] = plan.old
+        current = update._score_combined(lm, batch, plan.units)
+        assert torch.equal(plan.old, current) == (masks == "shared")
+    assert olds["shared"].shape == olds["independent"].shape
