@@ -19,6 +19,8 @@ chosen response, off by default); no official training code is public to check t
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 import torch.nn.functional as F
 
@@ -60,24 +62,28 @@ def sequence_elbo(adapter: ModelAdapter, prompt_ids: torch.Tensor, prompt_mask: 
     return (logp.view(b, n, length) * masks).sum(-1).mul(weights.float()).sum(-1)
 
 
-def vrpo_loss(policy: ModelAdapter, reference: ModelAdapter, prompt_ids, prompt_mask, chosen, rejected, beta: float,
-              samples: int, generator: torch.Generator, antithetic: bool = True) -> tuple[torch.Tensor, dict]:
-    """The mean DPO loss of a batch of pairs and TRL's DPO diagnostics (see the module docstring)."""
-    values = {}
+def vrpo_loss(policy: ModelAdapter, reference, prompt_ids, prompt_mask, chosen, rejected, beta: float, samples: int,
+              generator: torch.Generator, antithetic: bool = True) -> tuple[torch.Tensor, dict]:
+    """The mean DPO loss of a batch of pairs and TRL's DPO diagnostics (see the module docstring). ``reference``:
+    a ``ReferencePolicy`` (scored inside its ``use()``: under LoRA the adapters are off only there) or an adapter."""
+    draws, ref_draws = {}, {}
     for name, ids in (("chosen", chosen), ("rejected", rejected)):
-        draws = elbo_draws(ids, policy.eos_id, samples, generator)
-        ref_draws = draws if antithetic else elbo_draws(ids, policy.eos_id, samples, generator)
-        with torch.no_grad():
-            ref = sequence_elbo(reference, prompt_ids, prompt_mask, ids, *ref_draws)
-        values[name] = (sequence_elbo(policy, prompt_ids, prompt_mask, ids, *draws), ref)
-    (w, w_ref), (lo, lo_ref) = values["chosen"], values["rejected"]
-    chosen_reward, rejected_reward = beta * (w - w_ref), beta * (lo - lo_ref)
+        draws[name] = elbo_draws(ids, policy.eos_id, samples, generator)
+        ref_draws[name] = draws[name] if antithetic else elbo_draws(ids, policy.eos_id, samples, generator)
+    responses = {"chosen": chosen, "rejected": rejected}
+    scope = reference.use() if hasattr(reference, "use") else nullcontext(reference)
+    with torch.no_grad(), scope as ref_adapter:
+        ref = {name: sequence_elbo(ref_adapter, prompt_ids, prompt_mask, ids, *ref_draws[name])
+               for name, ids in responses.items()}
+    new = {name: sequence_elbo(policy, prompt_ids, prompt_mask, ids, *draws[name]) for name, ids in responses.items()}
+    chosen_reward, rejected_reward = beta * (new["chosen"] - ref["chosen"]), beta * (new["rejected"] - ref["rejected"])
     loss = -F.logsigmoid(chosen_reward - rejected_reward).mean()
     margin = (chosen_reward - rejected_reward).detach()
     info = {"rewards/chosen": float(chosen_reward.detach().mean()),
             "rewards/rejected": float(rejected_reward.detach().mean()),
             "rewards/margins": float(margin.mean()), "rewards/accuracies": float((margin > 0).float().mean()),
-            "logps/chosen": float(w.detach().mean()), "logps/rejected": float(lo.detach().mean())}
+            "logps/chosen": float(new["chosen"].detach().mean()),
+            "logps/rejected": float(new["rejected"].detach().mean())}
     return loss, info
 
 
@@ -112,9 +118,8 @@ class DpoTrainer(SftTrainer):
                    for column in (d.chosen_column, d.rejected_column)]
         prompt_ids, prompt_mask, chosen = encoded[0]
         rejected = encoded[1][2]
-        with self.policy.reference.use() as reference:
-            loss, info = vrpo_loss(self.adapter, reference, prompt_ids, prompt_mask, chosen, rejected, d.beta,
-                                   d.elbo_samples, generator, d.antithetic)
+        loss, info = vrpo_loss(self.adapter, self.policy.reference, prompt_ids, prompt_mask, chosen, rejected, d.beta,
+                               d.elbo_samples, generator, d.antithetic)
         if d.sft_weight > 0:
             loss = loss + d.sft_weight * sft_loss(self.adapter, prompt_ids, prompt_mask, chosen, generator)
         return loss, chosen.numel() + rejected.numel(), info

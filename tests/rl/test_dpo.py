@@ -119,6 +119,17 @@ def test_unmask_dpo_trains_logs_trls_names_and_resumes_exactly(tmp_path, capsys)
     assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-6
 
 
+def test_lora_dpo_scores_the_reference_with_the_adapters_off_only(tmp_path):
+    """Under LoRA the reference is the base model with the adapters disabled — for the reference's scores only:
+    the policy starts equal to it (loss log 2), and once the adapters train the two differ."""
+    DpoTrainer(recipe(tmp_path, "model.use_peft=true", "model.lora_r=4", "model.lora_alpha=8",
+                      "training.max_steps=3", "training.eval_steps=null", "data.eval_dataset=null")).setup().train()
+    losses = [r["loss"] for r in metrics(tmp_path)]
+    assert losses[0] == pytest.approx(math.log(2), abs=1e-6)
+    assert all(abs(loss - math.log(2)) > 1e-4 for loss in losses[1:])
+    assert (tmp_path / "adapter_model.safetensors").is_file()
+
+
 def test_dpo_recipes_fail_before_weights_load(tmp_path):
     with pytest.raises(ValueError, match=r"train_dataset|data\.dataset.*rejected|rejected"):
         DpoTrainer(recipe(tmp_path, "data.dataset=synthetic_addition"))  # rows without chosen/rejected
