@@ -270,6 +270,8 @@ class SftTrainer:
             lr = self.backend.scheduler.get_last_lr()[0]
             grad_norm = self.backend.step()
             self.global_step += 1
+            if self.policy.reference is not None:  # DPO with training.sync_ref_model (TR-DPO)
+                self.policy.reference.maybe_sync(self.global_step)
             last = {"loss": total, **extra, "learning_rate": lr, "grad_norm": grad_norm,
                     "epoch": self.order.epochs_done, "tokens_per_second": tokens / (time.perf_counter() - start)}
             if self.eval_rows is not None and t.eval_steps and self.global_step % t.eval_steps == 0:

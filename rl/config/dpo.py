@@ -74,8 +74,14 @@ class DpoRecipeConfig:
 
 def dpo_recipe_from_dict(data: Mapping | None, overrides: Sequence[str] = (), *,
                          source: str | None = None) -> DpoRecipeConfig:
-    """Build and validate a DpoRecipeConfig (``unmask dpo``) from parsed YAML data plus dotted overrides."""
+    """Build and validate a DpoRecipeConfig (``unmask dpo``) from parsed YAML data plus dotted overrides. The
+    reference stays the starting model unless the recipe asks otherwise (``training.sync_ref_model`` defaults to
+    false here: TR-DPO's periodic re-sync is opt-in)."""
     if data is not None and not isinstance(data, Mapping):
         raise ConfigError(f"{source or 'recipe'}: top level must be a mapping of sections (model, data, dpo, ...), "
                           f"got {_got(data)}")
-    return parse_section(DpoRecipeConfig, apply_overrides(data or {}, overrides, DpoRecipeConfig), "", source=source)
+    data = dict(data or {})
+    training = data.get("training")
+    if training is None or isinstance(training, Mapping):
+        data["training"] = {"sync_ref_model": False, **(training or {})}
+    return parse_section(DpoRecipeConfig, apply_overrides(data, overrides, DpoRecipeConfig), "", source=source)
