@@ -97,6 +97,8 @@ def test_every_method_trains_alike_under_zero2_and_zero3(tmp_path, name):
     """Each method's units, losses and reductions under 2 CPU ranks: ZeRO-3 (every parameter partitioned) updates
     as ZeRO-2 does (diffu_grpo: the tests above)."""
     overrides = [f"algorithm.name={name}", "algorithm.num_iterations=1", "training.max_steps=2", *ROLLOUT.get(name, [])]
+    for stage in ("zero2", "zero3"):
+        (tmp_path / stage).mkdir()
     launch(tmp_path / "zero2" / "run", 2, *overrides)
     launch(tmp_path / "zero3" / "run", 3, *overrides)
     w2, w3 = final_weights(tmp_path / "zero2" / "run", 2), final_weights(tmp_path / "zero3" / "run", 2)
