@@ -53,7 +53,7 @@ def copy_reward(prompts, completions, rows):
 
 # SPG is left out: REINFORCE on its per-token-mean bounds moves this 4-token toy too slowly to show in 30 steps
 # (0.21 -> 0.26 with 1 thread, 0.23 with 2; its ELBO-only variant alike), though its loss matches SPG's code
-# (test_parity_beyond.py); the README's compare table shows it on the demo task.
+# (test_parity_beyond.py); `unmask compare` runs it on the demo task.
 @pytest.mark.parametrize("name", [name for name in METHODS.names() if name != "spg"])
 def test_thirty_steps_of_each_method_raise_the_reward(name):
     torch.manual_seed(0)
