@@ -104,7 +104,12 @@ def test_a_peft_model_trains_its_adapter_only(tmp_path):
 
 
 def test_rlconfig_is_trls_flat_config_with_the_methods_defaults():
-    from unmask.rl.config import ConfigError, recipe_from_dict
+    import dataclasses
+
+    from unmask.rl.config import ConfigError, RecipeConfig, recipe_from_dict
+    from unmask.rl.config.flat import SECTION_OF
+    fields = [g.name for f in dataclasses.fields(RecipeConfig) for g in dataclasses.fields(f.default_factory())]
+    assert len(set(fields)) == len(fields) == len(SECTION_OF) + 1  # every name in one section (name: method=)
     args = RLConfig(method="gdpo", learning_rate=3e-6, num_generations=4, per_device_train_batch_size=4,
                     max_completion_length=64, output_dir="out/x")
     nested = recipe_from_dict({"algorithm": {"name": "gdpo"}, "training": {"learning_rate": 3e-6, "output_dir": "out/x",
