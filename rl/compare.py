@@ -144,9 +144,10 @@ def check_evaluates(cfg) -> None:
 
 def prepare_run(run_dir: Path, recipe_yaml: str) -> str:
     """Get ``run_dir`` ready for its process and say what it will do: nothing (finished), resume or start."""
+    from .recipes import load_recipe
     from .training.checkpoint import checkpoints
-    saved = run_dir / RUN_RECIPE
-    if saved.is_file() and saved.read_text() != recipe_yaml:
+    saved = run_dir / RUN_RECIPE  # the same recipe, or one a newer unmask reads the same (fields added since)
+    if saved.is_file() and saved.read_text() != recipe_yaml and to_yaml(load_recipe(saved)) != recipe_yaml:
         raise ValueError(f"{run_dir} holds a run of another recipe (see its {RUN_RECIPE}); give another --out, or "
                          f"delete that folder to redo it")
     if (run_dir / RUN_RECORD).is_file():

@@ -9,9 +9,9 @@
 and returns each step's metrics, per-reward statistics and scored completions, which the loop logs under TRL's
 metric names (the README's metrics table lists them all).
 
-``global_step`` counts optimizer steps (TRL's meaning); one rollout batch gives ``num_iterations`` of
-them. Logging, evaluation and checkpoints happen between rollout batches, when their interval is
-crossed. Everything random is derived from (seed, rollout batch index) — rollout noise, estimator
+``global_step`` counts optimizer steps (TRL's meaning); one rollout batch gives ``num_iterations`` ×
+``num_minibatches`` of them. Logging, evaluation and checkpoints happen between rollout batches, when their
+interval is crossed. Everything random is derived from (seed, rollout batch index) — rollout noise, estimator
 masks, prompt order — and the model, optimizer, schedule and prompt position are checkpointed, so a
 resumed run continues exactly as the uninterrupted one would have.
 """
@@ -78,7 +78,7 @@ class Trainer:
         t, r = cfg.training, cfg.rollout
         self.batch_rows = t.per_device_train_batch_size * t.gradient_accumulation_steps
         self.prompts_per_batch = self.batch_rows // r.num_generations
-        self.max_steps = t.max_steps or cfg.algorithm.num_iterations * math.ceil(
+        self.max_steps = t.max_steps or cfg.algorithm.updates_per_batch * math.ceil(
             t.num_train_epochs * len(self.rows) / self.prompts_per_batch)
 
     def _needed_columns(self) -> tuple[tuple[str, ...], ...]:
@@ -105,7 +105,7 @@ class Trainer:
         if not self.backend.is_main:
             self.log = lambda *args, **kwargs: None
         seed_everything(t.seed)  # LoRA initialisation and dropout draw from the global generators
-        self.policy = build_policy(cfg.model, t, cfg.algorithm.beta, self.lora_targets, self.log,
+        self.policy = build_policy(cfg.model, t, cfg.algorithm.reference_beta, self.lora_targets, self.log,
                                    device=self._device(), model=self.model_object, tokenizer=self.tokenizer_object)
         adapter = self.policy.adapter
         optimizer = make_optimizer(self.policy.trainable, t)

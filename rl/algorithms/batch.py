@@ -23,6 +23,7 @@ class RolloutBatch:
     step_rewards: torch.Tensor | None = None  # [B, S'] reward of each recorded step's full prediction (MDPO)
     advantages: torch.Tensor | None = None    # [B] or [B, S'] (per recorded step), set by an advantage estimator
     keep: torch.Tensor | None = None          # [B] bool: rows that enter the loss (zero-std filtering)
+    eos_id: int | None = None                 # the model's EOS (score_eos: false leaves it out of the loss)
     metrics: dict[str, float] = field(default_factory=dict)
 
     @property

@@ -94,11 +94,18 @@ class Estimator:
         return logp
 
 
-def loss_positions(traj: Trajectory, settings) -> torch.Tensor:
-    """[B, L] completion positions that enter the loss: up to and including the first EOS."""
-    if getattr(settings, "score_eos_padding", False):
-        return torch.ones_like(traj.completion_mask, dtype=torch.bool)
-    return traj.completion_mask.bool()
+def loss_positions(batch: RolloutBatch, settings) -> torch.Tensor:
+    """[B, L] completion positions that enter the loss: up to and including the first EOS (with
+    ``score_eos_padding`` also the EOS padding after it; with ``score_eos: false`` no EOS at all)."""
+    traj = batch.traj
+    scored = (torch.ones_like(traj.completion_mask, dtype=torch.bool) if getattr(settings, "score_eos_padding", False)
+              else traj.completion_mask.bool())
+    if not getattr(settings, "score_eos", True):
+        if batch.eos_id is None:
+            raise ValueError("score_eos: false leaves the EOS tokens out of the loss, so the batch must name the EOS "
+                             "id (RolloutBatch(eos_id=...); the trainer sets it)")
+        scored = scored & (traj.completion_ids != batch.eos_id)
+    return scored
 
 
 def sampler_of(traj: Trajectory) -> SamplerConfig:
@@ -162,16 +169,17 @@ class OneStep(Estimator):
         masked = torch.full_like(traj.completion_ids, traj.mask_id)
         return Units(inputs=_with_completion(traj, masked.unsqueeze(1), prompt.unsqueeze(1)),
                      targets=traj.completion_ids.unsqueeze(1),
-                     select=loss_positions(traj, self.settings).unsqueeze(1))
+                     select=loss_positions(batch, self.settings).unsqueeze(1))
 
 
-def weighted_mask_units(traj: Trajectory, masked: torch.Tensor, weight: torch.Tensor, settings) -> Units:
+def weighted_mask_units(batch: RolloutBatch, masked: torch.Tensor, weight: torch.Tensor, settings) -> Units:
     """ELBO units from masks [B, U, L] over the completion: each scores its masked tokens, weighted by
     ``weight`` [B, U] when combined; the loss sees every scored completion position."""
+    traj = batch.traj
     b, u, length = masked.shape
     dev = traj.completion_ids.device
     masked = masked.to(dev)
-    scored = loss_positions(traj, settings)
+    scored = loss_positions(batch, settings)
     coef = torch.where(masked, weight.float().unsqueeze(-1).to(dev), torch.zeros((), device=dev))
     targets = traj.completion_ids.unsqueeze(1).expand(b, u, length)
     return Units(inputs=_with_completion(traj, targets.masked_fill(masked, traj.mask_id)), targets=targets,
@@ -206,10 +214,10 @@ class _Elbo(Estimator):
             second = pair >= 0
             masked[:, second] = ~masked[:, pair[second]]
         if self.settings.elbo_per_sample:
-            units = weighted_mask_units(traj, masked, 1 / t, self.settings)
+            units = weighted_mask_units(batch, masked, 1 / t, self.settings)
             units.loss_select = None  # each sample scores its own masked tokens
             return units
-        return weighted_mask_units(traj, masked, w / t, self.settings)
+        return weighted_mask_units(batch, masked, w / t, self.settings)
 
     def combine(self, logp, units):
         if self.settings.elbo_per_sample:
@@ -269,7 +277,7 @@ class ElboStratified(_Elbo):
             masks += [first, ~first]
             x = counts.double()
             weights += [0.5 * (length + 1) / x / draws, 0.5 * (length + 1) / (length - x) / draws]
-        return weighted_mask_units(traj, torch.stack(masks, 1), torch.stack(weights, 1), self.settings)
+        return weighted_mask_units(batch, torch.stack(masks, 1), torch.stack(weights, 1), self.settings)
 
 
 def gauss_legendre_01(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -324,7 +332,7 @@ class TrajectorySteps(Estimator):
 
     def units(self, batch, generator):
         traj = batch.traj
-        scored = loss_positions(traj, self.settings)
+        scored = loss_positions(batch, self.settings)
         active = traj.commit_step[traj.commit_step >= 0].unique().long().cpu()  # steps that committed something
         lo, hi = select_steps(len(active), traj.batch_size, self.settings, generator)
         first, end = active[lo].to(traj.commit_step.device), (active[hi - 1] + 1).to(traj.commit_step.device)

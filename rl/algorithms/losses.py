@@ -12,7 +12,9 @@ per-token loss; ``beta`` × KL is added per token; :func:`aggregate` reduces to 
 - ``sum`` (wd1's code): sum over the micro-batch's tokens and rows (then / number of micro-batches);
 - ``step_bnpo`` (CJ-GRPO's code): for each unit u, sum over the micro-batch's tokens of u / their number; mean
   over the units that hold any (then / number of micro-batches). One unit: ``bnpo``;
-- ``step_sum`` (MDPO's code): each unit's sum / (its tokens + 1e-4), summed over the row's units, mean over rows.
+- ``step_sum`` (MDPO's code): each unit's sum / (its tokens + 1e-4), summed over the row's units, mean over rows;
+- ``unit_mean`` (TraceRL's code): each unit's token mean, averaged over every non-empty unit of the batch, whatever
+  its row (a row with more units weighs more).
 
 Denominators that span the whole batch come from :class:`Norms`, so accumulating micro-batches gives
 the full batch's gradient for every mode but ``bnpo``, whose denominator is local by definition.
@@ -39,6 +41,7 @@ class Norms:
     tokens: int           # positions in the loss, over the whole batch
     length: int           # max_completion_length
     micro_batches: int
+    units: int = 0        # (row, unit) pairs with a position in the loss, over the whole batch (unit_mean)
 
 
 def log_ratio(logp: torch.Tensor, old: torch.Tensor, scored: torch.Tensor, level: str) -> torch.Tensor:
@@ -127,6 +130,8 @@ def aggregate(per_token: torch.Tensor, scored: torch.Tensor, loss_type: str, nor
         return unit_mean.sum() / (count > 0).sum().clamp(min=1) / norms.micro_batches
     if loss_type == "step_sum":
         return (x.sum(-1) / (scored.sum(-1) + STEP_SUM_EPS)).sum() / max(norms.rows, 1)
+    if loss_type == "unit_mean":
+        return (x.sum(-1) / scored.sum(-1).clamp(min=1)).sum() / max(norms.units, 1)
     raise ValueError(f"unknown loss_type {loss_type!r}")
 
 
@@ -141,8 +146,10 @@ def policy_objective(logp: torch.Tensor, old: torch.Tensor | None, ref: torch.Te
         if ref is None:
             raise ValueError("beta > 0 needs reference log-probs")
         kl = kl_penalty(logp, ref, settings.kl_estimator, scored if settings.kl_level == "sequence" else None)
-        per_token = per_token + settings.beta * kl
         info["kl"] = kl.detach()
+        if settings.kl_level == "token_sum":  # summed over the unit where the policy term is averaged (TraceRL)
+            kl = kl * scored.sum(-1, keepdim=True)
+        per_token = per_token + settings.beta * kl
     if weight is not None:
         per_token = per_token * weight
     return aggregate(per_token, scored, settings.loss_type, norms), info

@@ -174,6 +174,24 @@ register_method(Method(
     rollout=dict(temperature=0.9, remasking="low_confidence")))
 
 
+register_method(Method(
+    "tracerl", ("TraceRL: the trajectory in units of step_k consecutive decoding steps (shrink), each scored from the "
+                "state before it; token ratios, k3 KL to the old policy summed per unit, the loss a mean over every "
+                "unit of the batch; z-scored correctness on groups of accuracy in [0.2, 0.8]"),
+    reference="Gen-Verse/dLLM-RL train/rl_llada.py, reward/rl_reward.py",
+    departs=("units merge the batch's active steps, the code each row's own (the same under a fixed schedule); "
+             "num_minibatches cuts the rollout batch's rows in 4 optimizer steps, the code takes one every 256 units "
+             "in its order (64 per rollout batch at its defaults, 1 at the demo's 192 units); a completion with no "
+             "EOS counts as wrong (truncated_reward), the code's test is length >= max - 5; the diffusion value "
+             "model of its block-diffusion configs is not implemented"),
+    algorithm=dict(estimator="trajectory", step_selection="merge", step_k=8, advantage="group", scale_rewards="group",
+                   reward_std="population", difficulty_filter=[0.2, 0.8], correct_reward=1.0, truncated_reward=0.0,
+                   loss="clipped", epsilon=0.2, beta=0.01, kl_estimator="k3", kl_target="old", kl_level="token_sum",
+                   loss_type="unit_mean", num_iterations=1, num_minibatches=4, importance_sampling_level="token",
+                   score_eos=False, p_mask_prompt=0.0, backward_chunk=1, logp_policy="model", logp_temperature=1.0),
+    rollout=dict(temperature=0.8, remasking="low_confidence")))
+
+
 def method_defaults(name: str) -> Method | None:
     """The registered method called ``name``, or None (unknown names are reported by validation)."""
     return METHODS.get(name) if name in METHODS else None

@@ -2,7 +2,8 @@
 a lower bound (ELBO) of the sequence log-likelihood for completions with a positive advantage, an upper bound
 (EUBO, or a mixture with the ELBO) for the others — so that a REINFORCE step pushes each bound the safe way.
 
-Units: ``elbo_samples`` draws per row. Draw j picks a block k_j among the blocks holding completion tokens, masks
+Units: ``elbo_samples`` draws per row. Draw j picks a block k_j among the blocks holding completion tokens (distinct
+blocks as the code, which requires ``elbo_samples`` ≤ blocks; with more draws than blocks, with replacement), masks
 exactly m of its tokens (m uniform on 1..its token count), every later block, and each earlier position — prompt
 and earlier completion blocks — with probability ``p_mask_prompt``; positions after the first EOS are masked
 too. M_j is the set of masked completion tokens up to the first EOS, t_j = |M_j| / L_i (L_i: tokens up to and
@@ -35,7 +36,8 @@ def block_masks(traj, settings, generator: torch.Generator) -> torch.Tensor:
     masked = torch.zeros(b, draws, p_len + length, dtype=torch.bool)
     later_or_this = torch.zeros_like(masked)
     for i in range(b):
-        chosen = torch.randperm(blocks, generator=generator)[:draws] % int(filled[i])
+        chosen = (torch.randperm(blocks, generator=generator)[:draws] if draws <= blocks  # distinct, as the code
+                  else torch.randint(0, blocks, (draws,), generator=generator)) % int(filled[i])
         for j, k in enumerate(chosen.tolist()):
             start = p_len + k * block
             later_or_this[i, j, start:] = True
@@ -65,7 +67,7 @@ class SandwichedBounds(Estimator):
         masks = block_masks(traj, self.settings, generator).to(traj.prompt_ids.device)
         ids = torch.cat([traj.prompt_ids, traj.completion_ids], 1).unsqueeze(1).expand_as(masks)
         draws, p_len = masks.shape[1], traj.prompt_ids.shape[1]
-        scored = loss_positions(traj, self.settings)
+        scored = loss_positions(batch, self.settings)
         return Units(inputs=ids.masked_fill(masks, traj.mask_id),
                      targets=traj.completion_ids.unsqueeze(1).expand(-1, draws, -1),
                      select=masks[..., p_len:] & traj.completion_mask.bool().unsqueeze(1),

@@ -65,17 +65,24 @@ class AlgorithmConfig:
     )
     beta: float = field(
         default=0.04,
-        metadata={"help": "KL penalty coefficient against the reference model; 0 skips the reference model."},
+        metadata={"help": "KL penalty coefficient against the reference model (or the old policy, kl_target: old); 0 "
+                          "skips the reference model."},
+    )
+    kl_target: Literal["reference", "old"] = field(
+        default="reference",
+        metadata={"help": "What the KL penalty pulls towards: the reference model, or the old policy — the log-probs "
+                          "recomputed before the batch's first update (TraceRL's code; no reference model is kept)."},
     )
     kl_estimator: Literal["k3", "k2"] = field(
         default="k3",
         metadata={"help": "Per-token KL estimator: k3 = exp(ref-new) - (ref-new) - 1 (d1, CJ-GRPO), k2 = (new-ref)^2 / "
                           "2 (MDPO)."},
     )
-    kl_level: Literal["token", "sequence"] = field(
+    kl_level: Literal["token", "sequence", "token_sum"] = field(
         default="token",
-        metadata={"help": "KL penalty per token, or on each unit's summed log-ratio (ESPO: k2 of the sequence ELBO "
-                          "difference), spread evenly over the unit's scored tokens."},
+        metadata={"help": "KL penalty per token, on each unit's summed log-ratio (ESPO: k2 of the sequence ELBO "
+                          "difference) spread evenly over the unit's scored tokens, or per token and summed over the "
+                          "unit where the policy term is averaged (token_sum: TraceRL's code)."},
     )
     epsilon: float = field(
         default=0.5,
@@ -91,17 +98,45 @@ class AlgorithmConfig:
         metadata={"help": "Policy updates per generated batch (mu in GRPO); >1 reuses rollouts with importance "
                           "ratios."},
     )
-    loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo", "sum", "step_bnpo", "step_sum"] = field(
+    num_minibatches: int = field(
+        default=1,
+        metadata={"help": "Optimizer steps per inner iteration, each on the next 1/k of the batch's rows (PPO "
+                          "mini-batches; TRL's steps_per_generation): every step after the first is off-policy, its "
+                          "ratios taken against the log-probs from before the batch's first update."},
+    )
+    loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo", "sum", "step_bnpo", "step_sum", "unit_mean"] = field(
         default="bnpo",
         metadata={"help": "Loss normalisation: per-sequence mean (grpo; per unit, then over units, for per-step "
                           "estimators), constant length (dr_grpo), tokens in the global batch (dapo) or in the local "
                           "batch (bnpo), a plain sum over the micro-batch (sum, wd1's code); for per-step estimators "
                           "also bnpo per unit averaged over units (step_bnpo, CJ-GRPO's code) or grpo's unit means "
-                          "summed over units (step_sum, MDPO's code)."},
+                          "summed over units (step_sum, MDPO's code), or each unit's token mean averaged over every "
+                          "non-empty unit of the batch, whatever its row (unit_mean, TraceRL's code)."},
     )
     scale_rewards: Literal["group", "batch", "none"] = field(
         default="none",
         metadata={"help": "Divide advantages by the reward std of the group, of the batch, or not at all."},
+    )
+    reward_std: Literal["unbiased", "population"] = field(
+        default="unbiased",
+        metadata={"help": "The std scale_rewards divides by: unbiased (n - 1, TRL; + 1e-4) or population (n, "
+                          "TraceRL's code: no epsilon, a group with std 0 keeps advantage 0)."},
+    )
+    difficulty_filter: list[float] | None = field(
+        default=None,
+        metadata={"help": "[lo, hi]: train only on groups whose accuracy (share of completions with reward >= "
+                          "correct_reward) lies in [lo, hi] (TraceRL: [0.2, 0.8]); the rest are dropped from the "
+                          "loss. null keeps every group."},
+    )
+    correct_reward: float = field(
+        default=1.0,
+        metadata={"help": "A completion counts as correct (difficulty_filter's accuracy) when its reward is at least "
+                          "this."},
+    )
+    truncated_reward: float | None = field(
+        default=None,
+        metadata={"help": "Reward of a completion that never ends (no EOS within max_completion_length), in place "
+                          "of its score (TraceRL counts such answers wrong: 0); null keeps the score."},
     )
     baseline: Literal["mean", "leave_one_out"] = field(
         default="mean",
@@ -205,6 +240,11 @@ class AlgorithmConfig:
         metadata={"help": "Also score the EOS padding after a completion's first EOS (CJ-GRPO's reference does); "
                           "default scores tokens up to and including the first EOS."},
     )
+    score_eos: bool = field(
+        default=True,
+        metadata={"help": "Score the completion's EOS tokens; false leaves every EOS out of the loss, the first one "
+                          "too (TraceRL's code, post_num 0: LLaDA pads with its EOS)."},
+    )
     backward_chunk: int | None = field(
         default=None,
         metadata={"help": "Units (steps, ELBO samples) per backward pass; null backpropagates all at once. 1 keeps "
@@ -214,6 +254,16 @@ class AlgorithmConfig:
         default_factory=_d1_rewards,
         metadata={"help": "Weighted reward functions; each name resolves in the rewards registry."},
     )
+
+    @property
+    def reference_beta(self) -> float:
+        """The KL coefficient against a reference model (0 when there is none to keep: beta 0 or kl_target old)."""
+        return self.beta if self.kl_target == "reference" else 0.0
+
+    @property
+    def updates_per_batch(self) -> int:
+        """Optimizer steps one rollout batch gives."""
+        return self.num_iterations * self.num_minibatches
 
     @property
     def clip_high(self) -> float:
@@ -231,12 +281,21 @@ class AlgorithmConfig:
                 raise ConfigError(str(e)) from None
         _bound(self, where, "beta", 0.0)
         _bound(self, where, ("epsilon", "epsilon_high"), 0.0, strict=True)
-        _bound(self, where, ("num_iterations", "elbo_nodes", "elbo_masks_per_node", "elbo_samples", "step_k",
-                             "backward_chunk"), 1)
+        _bound(self, where, ("num_iterations", "num_minibatches", "elbo_nodes", "elbo_masks_per_node", "elbo_samples",
+                             "step_k", "backward_chunk"), 1)
         _bound(self, where, "p_mask_prompt", 0.0, hi=1.0)
         _bound(self, where, ("coupled_t_min", "coupled_t_max"), 0.0, strict=True, below=1.0)
         _bound(self, where, "eubo_beta", 0.0, strict=True)
         _bound(self, where, "bound_mix_weight", 0.0, hi=1.0)
+        if self.difficulty_filter is not None:
+            lo_hi = self.difficulty_filter
+            if len(lo_hi) != 2 or not 0 <= lo_hi[0] <= lo_hi[1] <= 1:
+                raise ConfigError(f"{where}.difficulty_filter must be [lo, hi] with 0 <= lo <= hi <= 1 (TraceRL: [0.2, "
+                                  f"0.8]), got {lo_hi!r}")
+        if self.kl_target == "old" and self.beta > 0 and self.num_iterations * self.num_minibatches == 1:
+            raise ConfigError(f"{where}.kl_target 'old' penalises moving away from the policy before the batch's first "
+                              f"update, which a single update never does (its KL and gradient are 0): set "
+                              f"{where}.num_minibatches or num_iterations above 1, or beta: 0")
         if self.coupled_t_min > self.coupled_t_max:
             raise ConfigError(f"{where}.coupled_t_min ({self.coupled_t_min}) is above {where}.coupled_t_max "
                               f"({self.coupled_t_max}); give a range lo <= hi")

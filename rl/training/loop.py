@@ -1,7 +1,7 @@
 """One RL step, readable top to bottom: prompts → rollouts → rewards → advantages → policy update.
 
     traj     = engine.rollout(prompts, num_generations=G, seed)      # rollouts/: the trajectory record
-    scores   = score(prompt ids, completion ids, dataset rows)        # rewards/ (or any scorer)
+    scores   = score(prompt ids, completion ids, dataset rows)        # rewards/ (or any scorer; truncated_reward)
     batch    = RolloutBatch(traj, scores.total, G, mask_seeds)
     compute_advantages(batch)                                         # group-relative or MDPO step-wise
     update.run(batch, optimizer_step)                                 # num_iterations optimizer steps
@@ -94,6 +94,10 @@ class RLStep:
         rows = [(prompts if rows is None else rows)[i // self.num_generations] for i in range(traj.batch_size)]
         scores = self.score(ids, traj.completion_ids, rows)
         rewards = torch.as_tensor(scores.total).float().nan_to_num(0.0)
+        eos_id = self.engine.adapter.eos_id
+        truncated = ~(traj.completion_ids == eos_id).any(-1).cpu()  # no EOS within max_completion_length
+        if settings.truncated_reward is not None:  # TraceRL counts an answer that never ends as wrong
+            rewards = torch.where(truncated, torch.full_like(rewards, settings.truncated_reward), rewards)
         step_rewards = None
         if settings.advantage == "mdpo_stepwise":
             preds = step_prediction_ids(traj)
@@ -104,12 +108,13 @@ class RLStep:
         rng = random.Random(seed)
         batch = RolloutBatch(traj, rewards, self.num_generations,
                              mask_seeds=[rng.randrange(2 ** 31) for _ in range(settings.num_iterations)],
-                             step_rewards=step_rewards)
+                             step_rewards=step_rewards, eos_id=eos_id)
         compute_advantages(batch, settings)
         metrics = self.update.run(batch, optimizer_step)
         stats = RolloutEngine.stats(traj)
         metrics.update(batch.metrics)
         metrics.update({"rollout/nfe": float(stats.nfe), "rollout/seconds": stats.seconds,
                         "rollout/tokens_per_second": stats.tokens_per_second,
-                        "completions/mean_length": stats.mean_completion_length})
+                        "completions/mean_length": stats.mean_completion_length,
+                        "completions/clipped_ratio": float(truncated.float().mean())})
         return StepResult(metrics, reward_stats(scores.per_reward, "rewards/"), scores)

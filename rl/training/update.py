@@ -1,9 +1,11 @@
-"""One rollout batch → ``num_iterations`` optimizer steps of the configured objective.
+"""One rollout batch → ``num_iterations`` × ``num_minibatches`` optimizer steps of the configured objective.
 
 For each inner iteration j the estimator builds its units for the whole batch from ``mask_seeds[j]``
 (so micro-batching never changes the masks), and — before any update — the old policy's and the
-reference's log-probs on them are computed without gradients. Each iteration then accumulates the
-gradient over micro-batches of rows and calls ``optimizer_step``.
+reference's log-probs on them are computed without gradients (with ``kl_target: old`` the old policy's serve as
+the reference). Each iteration then takes one optimizer step per mini-batch — the batch's rows cut into
+``num_minibatches`` consecutive parts, each normalised on its own — accumulating its gradient over micro-batches of
+rows and calling ``optimizer_step``.
 
 Memory: with ``backward_chunk`` = c, a micro-batch's U units are backpropagated c at a time, so peak
 activation memory is that of c units' forward, not U. For losses that are sums of per-token terms
@@ -64,7 +66,7 @@ class PolicyUpdate:
         # DeepSpeed averages gradients over ranks; losses normalised by batch-wide (all-rank) counts are
         # scaled back to a sum. Local normalisers (bnpo, step_bnpo, sum) are averaged over ranks, as in TRL.
         self.loss_scale = 1 if settings.loss_type in ("bnpo", "step_bnpo", "sum") else self.backend.world_size
-        if settings.beta > 0 and reference is None:
+        if settings.reference_beta > 0 and reference is None:
             raise ValueError("algorithm.beta > 0 needs a reference policy; set beta: 0 or pass reference=")
 
     # ---- scoring -------------------------------------------------------------------------------
@@ -102,7 +104,7 @@ class PolicyUpdate:
         for j in range(s.num_iterations):
             units = self.estimator.units(batch, torch.Generator().manual_seed(int(batch.mask_seeds[j])))
             old = ref = None
-            if s.num_iterations > 1:
+            if s.updates_per_batch > 1:
                 if s.old_logp == "rollout":
                     old = batch.traj.rollout_logp.unsqueeze(1).expand_as(units.select).float()
                 elif s.old_masks == "independent":  # GDPO's code: the old estimate on draws of its own
@@ -111,7 +113,9 @@ class PolicyUpdate:
                                                self.estimator.units(batch, torch.Generator().manual_seed(seed)))
                 else:
                     old = self._score_combined(self.adapter, batch, units)
-            if s.beta > 0:
+            if s.beta > 0 and s.kl_target == "old":
+                ref = old
+            elif s.beta > 0:
                 with self.reference.use() as ref_adapter:
                     ref = self._score_combined(ref_adapter, batch, units)
             plans.append(IterationPlan(units, old, ref))
@@ -178,22 +182,32 @@ class PolicyUpdate:
         was_training = model.training
         model.train()
         size = self.micro_batch_size or batch.size
-        micro = [slice(i, i + size) for i in range(0, batch.size, size)]
         history: list[dict] = []
         try:
             for plan in plans:
-                scored = plan.units.scored & batch.keep.view(-1, 1, 1)
-                norms = Norms(rows=round(self.backend.sum(int(batch.keep.sum()))),
-                              tokens=round(self.backend.sum(int(scored.sum()))),
-                              length=batch.traj.completion_length, micro_batches=len(micro))
-                with self.backend.accumulate():
-                    merged = _merge([self._micro_step(batch, plan, rows, norms) for rows in micro])
-                merged["loss"] = (merged["loss"][0], 1.0)  # the iteration's loss is the sum over micro-batches
-                optimizer_step()
-                history.append(merged)
+                for part in minibatches(batch.size, self.settings.num_minibatches):
+                    micro = [slice(i, min(i + size, part.stop)) for i in range(part.start, part.stop, size)]
+                    scored = plan.units.scored[part] & batch.keep[part].view(-1, 1, 1)
+                    norms = Norms(rows=round(self.backend.sum(int(batch.keep[part].sum()))),
+                                  tokens=round(self.backend.sum(int(scored.sum()))),
+                                  length=batch.traj.completion_length, micro_batches=len(micro),
+                                  units=round(self.backend.sum(int((scored.sum(-1) > 0).sum()))))
+                    with self.backend.accumulate():
+                        merged = _merge([self._micro_step(batch, plan, rows, norms) for rows in micro])
+                    merged["loss"] = (merged["loss"][0], 1.0)  # a step's loss is the sum over its micro-batches
+                    optimizer_step()
+                    history.append(merged)
         finally:
             model.train(was_training)
         return finalize_metrics(_merge(history))
+
+
+def minibatches(rows: int, parts: int) -> list[slice]:
+    """``rows`` cut into ``parts`` consecutive slices of near-equal size (the first ones one row longer)."""
+    if parts > rows:
+        raise ValueError(f"algorithm.num_minibatches ({parts}) exceeds the batch's {rows} rows; lower it")
+    bounds = [rows * k // parts for k in range(parts + 1)]
+    return [slice(lo, hi) for lo, hi in zip(bounds, bounds[1:])]
 
 
 def _summary(loss: torch.Tensor, info: dict[str, torch.Tensor], scored: torch.Tensor,

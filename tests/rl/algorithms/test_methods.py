@@ -63,6 +63,8 @@ def test_thirty_steps_of_each_method_raise_the_reward(name):
     if name == "just_grpo":  # left to right
         rollout["block_length"] = 1
     extra = {"step_k": 1} if name == "d2" else {}  # one segment per step (one segment would be d1's estimator)
+    if name == "tracerl":  # its filters read a 0/1 correctness and an EOS; this toy's reward is a share, no EOS
+        extra = {"difficulty_filter": None, "truncated_reward": None, "step_k": 1}
     cfg = recipe_from_dict({"algorithm": {"name": name, **extra}, "rollout": rollout})
     lm = toy_model(seed=0)
     update = PolicyUpdate(lm, cfg.algorithm, reference=FrozenCopyReference(lm) if cfg.algorithm.beta > 0 else None)
