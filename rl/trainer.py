@@ -82,14 +82,17 @@ class Trainer:
             t.num_train_epochs * len(self.rows) / self.prompts_per_batch)
 
     def _needed_columns(self) -> tuple[tuple[str, ...], ...]:
-        """The columns the prompt template and the rewards read (functions given directly declare none)."""
+        """The columns the prompt template, the rewards and IGPO's inpainting read (reward functions given directly
+        declare none)."""
         names = [s if isinstance(s, str) else s["name"] for s in self.reward_specs if not callable(s)]
-        return self.template.columns + tuple(c for name in names for c in reward_columns(name))
+        hint = ((self.cfg.algorithm.inpaint_column,),) if self.cfg.algorithm.inpaint_column else ()
+        return self.template.columns + tuple(c for name in names for c in reward_columns(name)) + hint
 
     def _column_check(self) -> tuple:
         """What the rows must hold, who needs it and the fix (``check_columns``' last three arguments)."""
-        return (self._needed_columns(), f"prompt template {self.template.name!r} or the rewards",
-                "rename them or pick another data.prompt_template / reward")
+        return (self._needed_columns(), f"prompt template {self.template.name!r}, the rewards or "
+                f"algorithm.inpaint_column",
+                "rename them or pick another data.prompt_template / reward / algorithm.inpaint_column")
 
     def _checked_given(self, field: str, rows: list[dict]) -> list[dict]:
         return check_columns(field, rows, *self._column_check())

@@ -46,7 +46,9 @@ class RolloutEngine:
         text = self.adapter.format_prompt(prompt, system_prompt=self.system_prompt, chat=self.chat)
         return self.adapter.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def rollout(self, prompts: Sequence[PromptInput], num_generations: int = 1, seed: int = 0) -> Trajectory:
+    def rollout(self, prompts: Sequence[PromptInput], num_generations: int = 1, seed: int = 0,
+                fixed: torch.Tensor | None = None) -> Trajectory:
+        """``fixed`` [rows, L]: inpainted tokens of every row (−1: free; see ``sampling.sample``)."""
         if num_generations < 1:
             raise ValueError(f"num_generations must be >= 1, got {num_generations}")
         rows = [ids for ids in map(self.encode, prompts) for _ in range(num_generations)]
@@ -57,7 +59,8 @@ class RolloutEngine:
         for b, start in enumerate(range(0, len(rows), size)):
             ids, mask = left_pad(rows[start: start + size], self.adapter.pad_id, self.adapter.device)
             gen = torch.Generator(self.adapter.device).manual_seed(seed * 1_000_003 + b)
-            parts.append(sample(self.adapter, ids, mask, self.config, generator=gen, seed=seed))
+            part = None if fixed is None else fixed[start: start + size].to(self.adapter.device)
+            parts.append(sample(self.adapter, ids, mask, self.config, generator=gen, seed=seed, fixed=part))
         return Trajectory.cat(parts) if len(parts) > 1 else parts[0]
 
     @staticmethod

@@ -30,7 +30,7 @@ import torch
 from .adapter import ModelAdapter
 from .forward import StepForward
 from .sampler_config import REMASKING, SCHEDULES, SamplerConfig  # noqa: F401  (re-exported)
-from .schedules import eoser_gamma, plan_blocks
+from .schedules import eoser_gamma, llada_commit_counts, plan_blocks
 from .trajectory import NOT_COMMITTED, Trajectory
 
 NEG_INF = float("-inf")
@@ -162,11 +162,15 @@ class _Recorder:
 @torch.no_grad()
 def sample(adapter: ModelAdapter, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor | None = None,
            config: SamplerConfig | None = None, generator: torch.Generator | None = None, seed: int = 0,
-           on_step: Callable[[int, torch.Tensor], None] | None = None) -> Trajectory:
+           on_step: Callable[[int, torch.Tensor], None] | None = None,
+           fixed: torch.Tensor | None = None) -> Trajectory:
     """Decode one batch of left-padded prompts and return its :class:`Trajectory`.
 
     ``generator`` drives all randomness (default: seeded with ``seed``); ``on_step(step, x)`` sees the
     model input of every step that runs a forward pass (tests compare it with ``Trajectory.state``).
+    ``fixed`` [B, L] (inpainting, IGPO): tokens placed in the completion before the first step (−1: free),
+    never changed; each block's steps share only its free positions out (LLaDA's even split, per row). They
+    are recorded as present from the start (commit step −1, no log-prob) and in ``extras["hint_mask"]``.
     """
     cfg = _resolve(adapter, config)
     start_time = time.perf_counter()
@@ -175,7 +179,7 @@ def sample(adapter: ModelAdapter, prompt_ids: torch.Tensor, prompt_mask: torch.T
     if prompt_mask is None:
         prompt_mask = torch.ones_like(prompt_ids)
     rec = _Recorder(prompt_ids.shape[0], cfg.max_completion_length, prompt_ids.device, cfg)
-    completion, nfe, plan = _decode(adapter, prompt_ids, prompt_mask, cfg, generator, on_step, rec)
+    completion, nfe, plan = _decode(adapter, prompt_ids, prompt_mask, cfg, generator, on_step, rec, fixed)
     batch, length, device, eos_id = completion.shape[0], completion.shape[1], completion.device, adapter.eos_id
     extras = {}
     if rec.events:
@@ -187,6 +191,8 @@ def sample(adapter: ModelAdapter, prompt_ids: torch.Tensor, prompt_mask: torch.T
             rec.predictions, batch, length, device)
     if rec.commit_rank is not None:
         extras["commit_rank"] = rec.commit_rank.to(torch.int16)
+    if fixed is not None:
+        extras["hint_mask"] = fixed >= 0
     return Trajectory(
         prompt_ids=prompt_ids.clone(), prompt_mask=prompt_mask.clone(), completion_ids=completion,
         completion_mask=first_eos_mask(completion, eos_id), commit_step=rec.commit_step.to(torch.int16),
@@ -205,7 +211,7 @@ def _resolve(adapter: ModelAdapter, config: SamplerConfig | None) -> SamplerConf
 
 def _decode(adapter: ModelAdapter, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, cfg: SamplerConfig,
             generator: torch.Generator, on_step: Callable[[int, torch.Tensor], None] | None,
-            rec: _Recorder | None) -> tuple[torch.Tensor, int, list]:
+            rec: _Recorder | None, fixed: torch.Tensor | None = None) -> tuple[torch.Tensor, int, list]:
     """The decoding loop: the final completion [B, L], the forward passes it ran and the block plan.
     ``rec`` (when given) records the trajectory; without it no record is kept or computed."""
     device = prompt_ids.device
@@ -214,6 +220,10 @@ def _decode(adapter: ModelAdapter, prompt_ids: torch.Tensor, prompt_mask: torch.
     mask_id, eos_id = adapter.mask_id, adapter.eos_id
     eos_like = torch.tensor(adapter.stop_token_ids, device=device)
     x = torch.cat([prompt_ids, prompt_ids.new_full((batch, length), mask_id)], dim=1)
+    if fixed is not None:
+        if cfg.schedule != "llada" or cfg.threshold is not None or cfg.rcr:
+            raise ValueError("fixed (inpainted) tokens need the llada schedule without threshold decoding or RCR")
+        x[:, plen:] = torch.where(fixed >= 0, fixed.to(x.device), mask_id)
     attention_mask = torch.cat([prompt_mask, prompt_mask.new_ones((batch, length))], dim=1)
     forward = StepForward(adapter, x, attention_mask, plen, cfg.cache, cfg.cfg_scale)
     plan = plan_blocks(cfg)
@@ -231,6 +241,8 @@ def _decode(adapter: ModelAdapter, prompt_ids: torch.Tensor, prompt_mask: torch.
             break
         forward.start_block(plen + block.lo, plen + block.hi)
         n_steps = len(block.counts) if cfg.threshold is None else block.hi - block.lo
+        if fixed is not None:  # per row: only the block's free positions are scheduled
+            row_counts = llada_commit_counts((completion[:, block.lo: block.hi] == mask_id).sum(1), n_steps)
         running_conf = torch.zeros(batch, block.hi - block.lo, device=device)  # RCR's C within the block
         for i in range(n_steps):
             cur = completion[:, block.lo: block.hi]
@@ -238,7 +250,9 @@ def _decode(adapter: ModelAdapter, prompt_ids: torch.Tensor, prompt_mask: torch.
             if not bool(candidates.any()):
                 break
             k = block.counts[i] if cfg.threshold is None else 1
-            if k == 0 and not cfg.rcr:
+            if fixed is not None:
+                k = row_counts[:, i:i + 1]
+            elif k == 0 and not cfg.rcr:
                 step += 1  # Dream's schedule can commit nothing early on: no forward pass needed
                 continue
             if on_step is not None:

@@ -94,6 +94,23 @@ class Trajectory:
         meta["blocks"] = [tuple(b) for b in meta["blocks"]]
         return cls(**{k: tensors[k] for k in cls._TENSORS}, **meta, extras=extras)
 
+    def take(self, rows: list[int] | torch.Tensor) -> "Trajectory":
+        """The record of these rows, in this order (re-mask events follow their rows)."""
+        index = torch.as_tensor(rows, dtype=torch.long)
+        extras = {}
+        for key, value in self.extras.items():
+            if key == "remask_events":  # [E, 5] (row, pos, ...): each kept row's events, renumbered
+                events = [value[value[:, 0].long() == int(r)] for r in index]
+                events = [e.clone() for e in events]
+                for new_row, e in enumerate(events):
+                    e[:, 0] = new_row
+                extras[key] = torch.cat(events) if events else value[:0]
+            else:
+                extras[key] = value[index.to(value.device)]
+        return Trajectory(**{k: getattr(self, k)[index.to(getattr(self, k).device)] for k in self._TENSORS},
+                          mask_id=self.mask_id, pad_id=self.pad_id, blocks=self.blocks, sampler=self.sampler,
+                          seed=self.seed, nfe=self.nfe, seconds=self.seconds, extras=extras)
+
     @classmethod
     def cat(cls, parts: list["Trajectory"]) -> "Trajectory":
         """Concatenate batches decoded with the same settings (prompts re-padded to one width)."""

@@ -192,6 +192,25 @@ register_method(Method(
     rollout=dict(temperature=0.8, remasking="low_confidence")))
 
 
+register_method(Method(
+    "igpo", ("IGPO: d1's one-step log-probs, GSPO's sequence ratio; a group whose answers are all wrong is rolled "
+             "out again with chunks of the reference solution inpainted, and up to 4 correct ones replace its first "
+             "completions; of the hint tokens only the 20% of highest entropy stay in the loss"),
+    reference="facebookresearch/igpo trainer_igpo.py, utils/generate.py",
+    departs=("the sequence ratio averages the log-ratio over the tokens in the loss, so the hint tokens the entropy "
+             "filter drops get no gradient, as the paper says (the code averages over every completion position: "
+             "its filter only reweights sequences in the policy term); a completion is correct when its summed "
+             "reward reaches correct_reward (the code reads its correctness reward alone); hints are drawn from the "
+             "run's seed (the code's random is unseeded); the code decodes in L/2 steps whatever diffusion_steps "
+             "says: set rollout.diffusion_steps; inpaint_column defaults to TRL's completion column (the code's "
+             "MetaMathQA column is reasoning)"),
+    algorithm=dict(estimator="one_step", p_mask_prompt=0.0, advantage="group", scale_rewards="none", loss="clipped",
+                   importance_sampling_level="sequence", epsilon=0.2, beta=0.01, kl_estimator="k3", num_iterations=4,
+                   loss_type="bnpo", score_eos_padding=True, logp_policy="model", logp_temperature=1.0,
+                   inpaint_column="completion", hint_entropy_keep=0.2, correct_reward=1.0),
+    rollout=dict(temperature=1.2, remasking="low_confidence")))
+
+
 def method_defaults(name: str) -> Method | None:
     """The registered method called ``name``, or None (unknown names are reported by validation)."""
     return METHODS.get(name) if name in METHODS else None

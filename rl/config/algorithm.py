@@ -138,6 +138,33 @@ class AlgorithmConfig:
         metadata={"help": "Reward of a completion that never ends (no EOS within max_completion_length), in place "
                           "of its score (TraceRL counts such answers wrong: 0); null keeps the score."},
     )
+    inpaint_column: str | None = field(
+        default=None,
+        metadata={"help": "IGPO: the dataset column holding each prompt's reference solution; set, a group whose "
+                          "completions are all wrong (reward < correct_reward) is rolled out again with chunks of it "
+                          "fixed in the canvas, and up to inpaint_replacements correct ones replace the first of its "
+                          "completions. null: no inpainting."},
+    )
+    inpaint_ratio: list[float] = field(
+        default_factory=lambda: [0.2, 0.6],
+        metadata={"help": "IGPO: [lo, hi) of the share of the solution's chunks revealed, drawn per completion and "
+                          "sorted within the group (the last chunk is always revealed, as in the code)."},
+    )
+    inpaint_chunk: list[int] = field(
+        default_factory=lambda: [5, 10],
+        metadata={"help": "IGPO: [min, max] tokens per solution chunk (a remainder shorter than min is never shown)."},
+    )
+    inpaint_free_tail: int = field(
+        default=30, metadata={"help": "IGPO: completion positions at the end never given a hint token."})
+    inpaint_max_spacing: int = field(
+        default=100, metadata={"help": "IGPO: largest gap between revealed chunks once stretched to the canvas."})
+    inpaint_replacements: int = field(
+        default=4, metadata={"help": "IGPO: at most this many correct inpainted completions replace originals."})
+    hint_entropy_keep: float = field(
+        default=1.0,
+        metadata={"help": "IGPO: share of a completion's hint (inpainted) tokens kept in the loss, those of highest "
+                          "entropy under the old policy (IGPO: 0.2); 1 keeps them all."},
+    )
     baseline: Literal["mean", "leave_one_out"] = field(
         default="mean",
         metadata={"help": "group advantage's baseline: the group's mean reward (d1), or the mean of the other "
@@ -292,6 +319,16 @@ class AlgorithmConfig:
             if len(lo_hi) != 2 or not 0 <= lo_hi[0] <= lo_hi[1] <= 1:
                 raise ConfigError(f"{where}.difficulty_filter must be [lo, hi] with 0 <= lo <= hi <= 1 (TraceRL: [0.2, "
                                   f"0.8]), got {lo_hi!r}")
+        _bound(self, where, "hint_entropy_keep", 0.0, strict=True, hi=1.0)
+        _bound(self, where, ("inpaint_free_tail", "inpaint_max_spacing", "inpaint_replacements"), 0)
+        lo, hi = (list(self.inpaint_ratio) + [None, None])[:2]
+        if len(self.inpaint_ratio) != 2 or not 0 < lo <= hi <= 1:
+            raise ConfigError(f"{where}.inpaint_ratio must be [lo, hi] with 0 < lo <= hi <= 1 (IGPO: [0.2, 0.6]), got "
+                              f"{self.inpaint_ratio!r}")
+        lo, hi = (list(self.inpaint_chunk) + [None, None])[:2]
+        if len(self.inpaint_chunk) != 2 or not 1 <= lo <= hi:
+            raise ConfigError(f"{where}.inpaint_chunk must be [min, max] tokens with 1 <= min <= max (IGPO: [5, 10]), "
+                              f"got {self.inpaint_chunk!r}")
         if self.kl_target == "old" and self.beta > 0 and self.num_iterations * self.num_minibatches == 1:
             raise ConfigError(f"{where}.kl_target 'old' penalises moving away from the policy before the batch's first "
                               f"update, which a single update never does (its KL and gradient are 0): set "

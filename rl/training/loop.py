@@ -2,6 +2,7 @@
 
     traj     = engine.rollout(prompts, num_generations=G, seed)      # rollouts/: the trajectory record
     scores   = score(prompt ids, completion ids, dataset rows)        # rewards/ (or any scorer; truncated_reward)
+    (IGPO)     all-wrong groups: inpainted completions replace some   # training/inpainting.py
     batch    = RolloutBatch(traj, scores.total, G, mask_seeds)
     compute_advantages(batch)                                         # group-relative or MDPO step-wise
     update.run(batch, optimizer_step)                                 # num_iterations optimizer steps
@@ -25,6 +26,7 @@ from unmask.rl.algorithms.batch import RolloutBatch
 from unmask.rollouts.engine import RolloutEngine
 from unmask.rollouts.trajectory import Trajectory
 
+from .inpainting import inpaint_all_wrong
 from .update import PolicyUpdate
 
 
@@ -93,6 +95,11 @@ class RLStep:
         ids = prompt_rows(traj)
         rows = [(prompts if rows is None else rows)[i // self.num_generations] for i in range(traj.batch_size)]
         scores = self.score(ids, traj.completion_ids, rows)
+        inpainted = {}
+        if settings.inpaint_column is not None:  # IGPO: all-wrong groups get inpainted completions
+            traj, scores, inpainted = inpaint_all_wrong(self.engine, self.score, settings, self.num_generations,
+                                                        prompts, rows, traj, scores, seed, prompt_rows)
+            ids = prompt_rows(traj)
         rewards = torch.as_tensor(scores.total).float().nan_to_num(0.0)
         eos_id = self.engine.adapter.eos_id
         truncated = ~(traj.completion_ids == eos_id).any(-1).cpu()  # no EOS within max_completion_length
@@ -113,6 +120,7 @@ class RLStep:
         metrics = self.update.run(batch, optimizer_step)
         stats = RolloutEngine.stats(traj)
         metrics.update(batch.metrics)
+        metrics.update(inpainted)
         metrics.update({"rollout/nfe": float(stats.nfe), "rollout/seconds": stats.seconds,
                         "rollout/tokens_per_second": stats.tokens_per_second,
                         "completions/mean_length": stats.mean_completion_length,

@@ -14,6 +14,9 @@ ratios, ELBO combining) one gradient-free pass first fixes every unit's log-prob
 recomputes its own units with gradients and the loss is evaluated on the detached rest, which gives
 exactly the full gradient split over chunks — at the cost of that extra gradient-free forward.
 
+IGPO (``hint_entropy_keep`` < 1, rows with inpainted hints): before the old log-probs, one gradient-free forward
+ranks each unit's hint positions by the policy's entropy and keeps only the top share in the loss.
+
 Metrics: the loss (mean over micro-batches and iterations), the loss's per-token diagnostics (``kl``, clip
 fractions), and ``entropy``: the mean entropy of the distribution the log-probs are taken under (``logp_policy``,
 at the scoring temperature) at the positions each unit scores, taken from the logits of the forward that has the
@@ -103,6 +106,8 @@ class PolicyUpdate:
         plans = []
         for j in range(s.num_iterations):
             units = self.estimator.units(batch, torch.Generator().manual_seed(int(batch.mask_seeds[j])))
+            if s.hint_entropy_keep < 1 and "hint_mask" in batch.traj.extras:
+                units = self._high_entropy_hints(batch, units)
             old = ref = None
             if s.updates_per_batch > 1:
                 if s.old_logp == "rollout":
@@ -120,6 +125,28 @@ class PolicyUpdate:
                     ref = self._score_combined(ref_adapter, batch, units)
             plans.append(IterationPlan(units, old, ref))
         return plans
+
+    @torch.no_grad()
+    def _high_entropy_hints(self, batch: RolloutBatch, units: Units) -> Units:
+        """IGPO's filter: of each unit's hint (inpainted) positions, only the max(1, floor(share · n)) of highest
+        entropy under the current (old) policy stay in the loss; generated positions all stay."""
+        hint = batch.traj.extras["hint_mask"].bool().unsqueeze(1)
+        if not bool(hint.any()):
+            return units
+        traj, s = batch.traj, self.settings
+        entropy = torch.cat([unit_logprobs(
+            self.adapter, units.inputs[:, lo:hi], None if s.attend_prompt_padding else traj.attention_mask(),
+            units.targets[:, lo:hi], sampler_of(traj), scoring_temperature(traj, s), policy=s.logp_policy,
+            with_entropy=True)[1].float() for lo, hi in self._chunks(units)], 1)
+        candidates = units.select & hint
+        count = candidates.sum(-1, keepdim=True)
+        keep = (count.double() * s.hint_entropy_keep).floor().long().clamp(min=1)
+        rank = entropy.masked_fill(~candidates, float("-inf")).argsort(dim=-1, descending=True, stable=True).argsort(-1)
+        allowed = ~hint | (candidates & (rank < keep))
+        units.select = units.select & allowed
+        if units.loss_select is not None:
+            units.loss_select = units.loss_select & allowed
+        return units
 
     # ---- one micro-batch -------------------------------------------------------------------------
     def _advantages(self, batch: RolloutBatch, rows: slice, units: Units) -> torch.Tensor:

@@ -130,7 +130,7 @@ def test_wrong_types(section, key, value, message):
 def test_bad_literal_lists_allowed_values_and_suggests():
     with pytest.raises(ConfigError, match=re.escape(
             "algorithm.loss_type: expected one of 'grpo', 'dr_grpo', 'dapo', 'bnpo', 'sum', 'step_bnpo', 'step_sum', "
-            "got 'gpro'; "
+            "'unit_mean', got 'gpro'; "
             "did you mean 'grpo'?")):
         recipe_from_dict({"algorithm": {"loss_type": "gpro"}})
 

@@ -61,7 +61,8 @@ def test_rl_metrics_are_the_readme_table(tmp_path):
     Trainer(recipe(tmp_path / "rewards", *common, "data.eval_dataset=synthetic_addition",
                    "data.eval_dataset_config='2'", "data.eval_limit=2")).setup().train()
     Trainer(recipe(tmp_path / "benchmark", *common, "training.max_steps=2", "data.eval_benchmark=gsm8k",
-                   f"data.eval_data_files={GSM8K_TEST}", "data.eval_limit=2")).setup().train()
+                   f"data.eval_data_files={GSM8K_TEST}", "data.eval_limit=2",  # + TraceRL's and IGPO's metrics
+                   "algorithm.difficulty_filter=[0.0, 1.0]", "algorithm.inpaint_column=completion")).setup().train()
     written = keys(tmp_path / "rewards") | keys(tmp_path / "benchmark")
     listed = expand(table("RL metric"), name=rewards, benchmark=["gsm8k"], grader=list(BENCHMARKS.get("gsm8k").graders))
     assert written == listed, f"written, not in the README: {sorted(written - listed)}; " \

@@ -152,6 +152,10 @@ def test_bad_recipes_fail_before_any_model_is_loaded(tmp_path, monkeypatch):
                        match=r"data\.dataset 'json' has no column question\|prompt\|problem, answer\|solution"):
         Trainer(recipe(tmp_path, "data.dataset=json", f"data.data_files={bad}",
                        "algorithm.rewards=[{name: gsm8k_correct}]"))
+    bad.write_text('{"question": "What is 1 + 1?", "answer": "2"}\n')
+    with pytest.raises(ValueError, match=r"has no column solution \(needed by .*algorithm\.inpaint_column\)"):
+        Trainer(recipe(tmp_path, "data.dataset=json", f"data.data_files={bad}", "algorithm.name=igpo",
+                       "algorithm.inpaint_column=solution", "algorithm.rewards=[{name: gsm8k_correct}]"))
     with pytest.raises(ValueError,
                        match=r"model\.load_in_4bit: .*(CUDA GPU|bitsandbytes|CPU).* Set model\.load_in_4bit: false"):
         Trainer(recipe(tmp_path, "model.use_peft=true", "model.load_in_4bit=true", "model.device=cpu"))

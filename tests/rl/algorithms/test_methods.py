@@ -65,6 +65,9 @@ def test_thirty_steps_of_each_method_raise_the_reward(name):
     extra = {"step_k": 1} if name == "d2" else {}  # one segment per step (one segment would be d1's estimator)
     if name == "tracerl":  # its filters read a 0/1 correctness and an EOS; this toy's reward is a share, no EOS
         extra = {"difficulty_filter": None, "truncated_reward": None, "step_k": 1}
+    if name == "igpo":  # hints: chunks of the 4-token answer (the prompt's last token, copied)
+        extra = {"inpaint_free_tail": 0, "inpaint_chunk": [1, 2]}
+    rows = [{"completion": [p[-1]] * 4} for p in PROMPTS]
     cfg = recipe_from_dict({"algorithm": {"name": name, **extra}, "rollout": rollout})
     lm = toy_model(seed=0)
     update = PolicyUpdate(lm, cfg.algorithm, reference=FrozenCopyReference(lm) if cfg.algorithm.beta > 0 else None)
@@ -75,7 +78,7 @@ def test_thirty_steps_of_each_method_raise_the_reward(name):
         opt.zero_grad()
 
     step = RLStep(RolloutEngine(lm, cfg.rollout.sampler()), update, copy_reward, cfg.rollout.num_generations)
-    rewards = [step(PROMPTS, optimizer_step, seed=i).metrics["reward"] for i in range(30)]
+    rewards = [step(PROMPTS, optimizer_step, seed=i, rows=rows).metrics["reward"] for i in range(30)]
     first, last = sum(rewards[:5]) / 5, sum(rewards[-5:]) / 5
     print(f"\n{name}: mean reward of the first 5 steps {first:.3f} -> last 5 steps {last:.3f}")
     assert last > first + 0.05  # measured rises: 0.09 (bgpo), 0.13 (wd1) to 0.49 (mdpo), with 1 and 2 threads
