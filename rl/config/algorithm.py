@@ -43,7 +43,8 @@ class AlgorithmConfig:
 
     name: str = field(
         default="diffu_grpo",
-        metadata={"help": "Named method (rl/algorithms/methods.py): diffu_grpo, gdpo, mdpo, cj_grpo; its defaults fill "
+        metadata={"help": "Named method (rl/algorithms/methods.py): diffu_grpo, gdpo, mdpo, cj_grpo, wd1, spg, espo, "
+                          "coupled_grpo, just_grpo, d2, bgpo, tracerl, igpo; its defaults fill "
                           "the fields the recipe leaves out."},
     )
     estimator: str = field(
