@@ -171,12 +171,8 @@ def run_one(run_dir: str | Path) -> dict:
     from .trainer import Trainer
     run_dir = Path(run_dir)
     trainer = Trainer(load_recipe(run_dir / RUN_RECIPE)).setup()
-    if trainer.global_step == 0:
-        trainer._after_eval = lambda value: False  # the start is no candidate for the best checkpoint or early stop
-        try:
-            trainer._evaluate()  # logs eval/... at step 0 as every later evaluation is logged
-        finally:
-            del trainer._after_eval
+    if trainer.global_step == 0:  # logged at step 0 as every later evaluation; not tracked (no best checkpoint)
+        trainer.evaluate()
     first_step, began = trainer.global_step, time.perf_counter()
     trainer.train()
     b = trainer.benchmark

@@ -170,7 +170,7 @@ class Trainer:
                                             show=self.cfg.logging.num_completions_to_print)
             stop = False
             if self.eval_rows is not None and t.eval_steps and self._crossed(before, t.eval_steps):
-                stop = self._evaluate()
+                stop = self._after_eval(self.evaluate())
             if self._crossed(before, t.save_steps) or self.global_step >= self.max_steps or stop:
                 self.save()
             last = metrics
@@ -224,13 +224,14 @@ class Trainer:
                             best_metric=self.best_metric, best_model_checkpoint=self.best_checkpoint,
                             is_world_process_zero=self.backend.is_main)
 
-    def _evaluate(self) -> bool:
+    def evaluate(self) -> float:
         """Greedy decoding of the eval prompts, scored by the training rewards or by a benchmark's graders
-        (``data.eval_benchmark``, through ``eval/``); returns True when early stopping should fire."""
+        (``data.eval_benchmark``, through ``eval/``), logged at the current step; returns the value the loop tracks
+        for the best checkpoint and early stopping (mean reward, or the primary grader's accuracy)."""
         rows = self.eval_rows
         self.policy.adapter.model.eval()
         if self.benchmark is not None:
-            return self._after_eval(self._evaluate_benchmark(rows))
+            return self._evaluate_benchmark(rows)
         with torch.no_grad(), self.backend.full_parameters():  # every rank decodes (ZeRO-3 collectives)
             gens = engine_generator(self.eval_engine)(
                 [self.template.render(r, self.cfg.data.system_prompt) for r in rows], 1, 0)
@@ -238,7 +239,7 @@ class Trainer:
         value = sum(breakdown.total) / len(rows)
         values = {"eval/reward": value, **reward_stats(breakdown.per_reward, "eval/rewards/")}
         self.logger.metrics(self.global_step, values)
-        return self._after_eval(value)
+        return value
 
     def _evaluate_benchmark(self, rows: list[dict]) -> float:
         with torch.no_grad(), self.backend.full_parameters():
