@@ -212,8 +212,9 @@ def read_run(method: str, seed: int, run_dir: Path) -> dict:
 
 
 def summarize(runs: list[dict]) -> dict:
-    """Per method: start, final and best accuracy as mean ± 95% CI over seeds, mean seconds per step, the largest
-    peak memory, and the curve (mean ± CI at each step every seed evaluated)."""
+    """Per method: start, final and best accuracy and the gain (each seed's final − its start) as mean ± 95% CI over
+    seeds, mean seconds per step, the largest peak memory, and the curve (mean ± CI at each step every seed
+    evaluated)."""
     methods: dict[str, list[dict]] = {}
     for run in runs:
         methods.setdefault(run["method"], []).append(run)
@@ -222,6 +223,8 @@ def summarize(runs: list[dict]) -> dict:
         row: dict = {"method": method, "seeds": [r["seed"] for r in group]}
         for key in ("start", "final", "best"):
             row[key] = mean_ci([r[key] for r in group if r[key] is not None])
+        row["gain"] = mean_ci([r["final"] - r["start"] for r in group
+                               if r["final"] is not None and r["start"] is not None])
         rates = [r["seconds_per_step"] for r in group if r["seconds_per_step"] is not None]
         row["seconds_per_step"] = statistics.fmean(rates) if rates else None
         for key in ("peak_rss_mib", "peak_cuda_mib"):
@@ -246,15 +249,16 @@ def table_markdown(result: dict) -> str:
     rows = result["summary"]
     gpu = any(r["peak_cuda_mib"] is not None for r in rows)
     memory = "peak GPU MiB (allocated)" if gpu else "peak RSS MiB"
-    lines = [f"| method | seeds | start | final | best | s/step | {memory} |", "|---|---|---|---|---|---|---|"]
+    lines = [f"| method | seeds | start | final | best | gain | s/step | {memory} |", "|---" * 8 + "|"]
     for r in rows:
         rate = "n/a" if r["seconds_per_step"] is None else f"{r['seconds_per_step']:.2f}"
         peak = r["peak_cuda_mib" if gpu else "peak_rss_mib"]
         lines.append(f"| `{r['method']}` | {len(r['seeds'])} | {fmt(r['start'])} | {fmt(r['final'])} | "
-                     f"{fmt(r['best'])} | {rate} | {'n/a' if peak is None else f'{peak:.0f}'} |")
+                     f"{fmt(r['best'])} | {fmt(r['gain'])} | {rate} | {'n/a' if peak is None else f'{peak:.0f}'} |")
     lines += ["", f"held-out accuracy (`{result['metric']}`) as mean ± 95% CI over seeds {result['seeds']} "
                   f"(t distribution; n/a with one seed): start = the start model, decoded as the method decodes; "
-                  f"final = the last evaluation; best = the best evaluation after step 0. "
+                  f"final = the last evaluation; best = the best evaluation after step 0; gain = each seed's final − "
+                  f"its start. "
                   f"Recipe {result['recipe']}, start {result['start']}, {result['max_steps']} steps"
                   + (f", overrides {' '.join(result['overrides'])}" if result["overrides"] else "") + "."]
     return "\n".join(lines) + "\n"

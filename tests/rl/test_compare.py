@@ -55,7 +55,7 @@ def test_compare_writes_the_table_the_json_the_csv_and_the_plot(compared):
             assert row[key] == mean_ci(values)
         assert [(step, n) for step, _, _, n in row["curve"]] == [(0, 2), (2, 2)]
     table = (out / "compare.md").read_text().splitlines()
-    assert table[0] == "| method | seeds | start | final | best | s/step | peak RSS MiB |"
+    assert table[0] == "| method | seeds | start | final | best | gain | s/step | peak RSS MiB |"
     assert [line.split(" | ")[:2] for line in table[2:4]] == [["| `diffu_grpo`", "2"], ["| `cj_grpo`", "2"]]
     with (out / "compare.csv").open(newline="") as f:
         header, *rows = list(csv.reader(f))
@@ -140,6 +140,7 @@ def test_summary_keeps_curve_steps_every_seed_reached():
                                          (1, [(0, 0.2), (5, 0.8)], 3.0, 500.0))]
     (row,) = summarize(runs)["summary"]
     assert row["final"]["mean"] == pytest.approx(0.6) and row["best"]["mean"] == pytest.approx(0.7)
+    assert row["gain"]["mean"] == pytest.approx(0.4) and row["gain"]["ci95"] == pytest.approx(12.706 * 0.2)
     assert row["seconds_per_step"] == 2.0 and row["peak_rss_mib"] == 500.0
     assert [(step, n) for step, _, _, n in row["curve"]] == [(0, 2), (5, 2)]  # step 10: one seed only
     assert row["curve"][0][2] == 0.0
