@@ -8,7 +8,9 @@ pure function of it:
 
     x_s = prompt ++ where(commit_step < s, completion_ids, MASK)
 
-(samplers that undo commits, like RCR, also store their re-mask events, which ``state`` replays).
+(samplers that undo commits, like RCR, also store their re-mask events, which ``state`` replays; tokens fixed
+before the first step — IGPO's inpainted hints — have commit step −1, so every state holds them, and are marked in
+``extras["hint_mask"]``).
 Records save to and load from a single safetensors file — tensors plus JSON metadata, no pickle.
 """
 from __future__ import annotations
