@@ -1,1 +1,2 @@
-"""unmask.rollouts — native dLLM models (LLaDA, Dream), family adapters, samplers and trajectories."""
+"""unmask.rollouts — native dLLM models (LLaDA, Dream), family adapters, samplers and trajectories; DiffusionGemma's
+sampler on transformers' model (``diffusion_gemma.py``)."""

@@ -1,0 +1,74 @@
+"""DiffusionGemma rollouts: unmask's sampler gives the tokens of transformers' ``generate`` for the same seed, and its
+record replays every step (tiny random models built from transformers' own config and model classes)."""
+import pytest
+import torch
+
+pytest.importorskip("transformers.models.diffusion_gemma")
+
+from unmask.rollouts.adapter import left_pad  # noqa: E402
+from unmask.rollouts.diffusion_gemma import (  # noqa: E402
+    BlockDiffusionConfig,
+    accept,
+    replay_logits,
+    sample,
+    tiny_diffusion_gemma,
+)
+
+PROMPTS = [[2, 10, 11, 12, 13], [2, 20, 21]]
+
+
+def generate_and_sample(model, prompts, seed, **settings):
+    ids, mask = left_pad(prompts, 0)
+    torch.manual_seed(seed)
+    expected = model.generate(ids, attention_mask=mask, **settings).sequences
+    record = sample(model, ids, mask, BlockDiffusionConfig(**settings), generator=torch.Generator().manual_seed(seed))
+    return expected, record
+
+
+@pytest.mark.parametrize("prompts,settings", [
+    (PROMPTS[:1], {"max_new_tokens": 16}),                                                 # defaults: 48 steps
+    (PROMPTS, {"max_new_tokens": 24, "max_denoising_steps": 6}),                           # left padding, 3 canvases
+    (PROMPTS, {"max_new_tokens": 16, "max_denoising_steps": 8, "stability_threshold": 0,
+               "confidence_threshold": 4.836}),                                            # rows stop at other steps
+    (PROMPTS, {"max_new_tokens": 16, "max_denoising_steps": 8, "stability_threshold": 2, "confidence_threshold": 4.6,
+               "entropy_bound": 3.0}),
+    (PROMPTS, {"max_new_tokens": 24, "max_denoising_steps": 4, "eos_token_id": [7, 9], "pad_token_id": 0}),
+])
+def test_sampler_gives_generates_tokens(prompts, settings):
+    model = tiny_diffusion_gemma(seed=1, vocab_size=32) if "eos_token_id" in settings else tiny_diffusion_gemma(seed=1)
+    for seed in (0, 1):
+        expected, record = generate_and_sample(model, prompts, seed, **settings)
+        assert torch.equal(record.sequences, expected)
+
+
+def test_rows_stop_refining_at_different_steps_and_eos_pads():
+    model = tiny_diffusion_gemma(seed=1)
+    _, record = generate_and_sample(model, PROMPTS, 0, max_new_tokens=16, max_denoising_steps=8,
+                                    stability_threshold=0, confidence_threshold=4.836)
+    steps = record.refining.sum(-1)                         # [rows, canvases]: the random model's entropy is ~4.83
+    assert steps.max() < 8 and bool((steps[0] != steps[1]).any())   # these settings do stop rows at other steps
+    model = tiny_diffusion_gemma(seed=1, vocab_size=32)
+    _, record = generate_and_sample(model, PROMPTS, 0, max_new_tokens=24, max_denoising_steps=4, eos_token_id=[7, 9],
+                                    pad_token_id=0)
+    completion = record.sequences[:, 5:]
+    assert bool(((completion == 0).any(-1)).any())          # some row ended early and was padded
+
+
+def test_replay_recomputes_every_step():
+    model = tiny_diffusion_gemma(seed=2)
+    _, record = generate_and_sample(model, PROMPTS, 3, max_new_tokens=16, max_denoising_steps=6)
+    for canvas in range(record.canvases):
+        logits = replay_logits(model, record, canvas)
+        for j in range(logits.shape[1]):
+            live = record.refining[:, canvas, j]
+            # the recorded acceptance is the entropy rule on the replayed logits, the next input follows from it
+            assert torch.equal(accept(logits[:, j], record.config["entropy_bound"])[live],
+                               record.accepted[:, canvas, j][live])
+            if j + 1 < logits.shape[1]:
+                nxt = record.inputs[:, canvas, j + 1]
+                acc = record.accepted[:, canvas, j] & live[:, None]
+                assert torch.equal(nxt[acc], record.samples[:, canvas, j][acc])
+        last = record.refining[:, canvas].sum(-1) - 1          # the canvas kept: the argmax of each row's last step
+        kept = logits[torch.arange(2), last].argmax(-1)
+        start = 5 + canvas * 8
+        assert torch.equal(kept, record.sequences[:, start:start + 8])
