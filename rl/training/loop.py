@@ -97,8 +97,9 @@ class RLStep:
         scores = self.score(ids, traj.completion_ids, rows)
         inpainted = {}
         if settings.inpaint_column is not None:  # IGPO: all-wrong groups get inpainted completions
-            traj, scores, inpainted = inpaint_all_wrong(self.engine, self.score, settings, self.num_generations,
-                                                        prompts, rows, traj, scores, seed, prompt_rows)
+            with self.update.backend.full_parameters():  # every rank enters (a collective), whatever it rolls out
+                traj, scores, inpainted = inpaint_all_wrong(self.engine, self.score, settings, self.num_generations,
+                                                            prompts, rows, traj, scores, seed, prompt_rows)
             ids = prompt_rows(traj)
         rewards = torch.as_tensor(scores.total).float().nan_to_num(0.0)
         eos_id = self.engine.adapter.eos_id
