@@ -229,6 +229,33 @@ def replay_logits(model, record: BlockDiffusionRecord, canvas: int) -> torch.Ten
     return torch.stack(out, 1)
 
 
+def accepted_logprobs(model, record: BlockDiffusionRecord, canvas: int, steps: list[int],
+                      replayed: torch.Tensor) -> torch.Tensor:
+    """[B, len(steps)] under the current weights, with gradients: each step's Σ over its accepted positions (rows still
+    refining) of log softmax(f_θ(x_k, s_k) / T_k)[y_k] — the log-probability of the samples that shape the next canvas
+    (acceptance depends on entropies only, so the other samples marginalise out). The acceptance set is taken as
+    recorded, and the self-conditioning s_k enters as an input: ``replayed`` [B, N', L, V] holds the rollout policy's
+    logits (``replay_logits`` before the update), s_k = its step k − 1, with no gradient through it. The encoder
+    cache (prompt and finished canvases) is computed with gradients, so they reach the shared weights through it."""
+    length = model.config.canvas_length
+    p = record.prompt_ids.shape[1]
+    state = _Canvases(model, record.prompt_ids, record.prompt_mask, length)
+    mask = state.encode(record.prompt_ids)
+    for c in range(canvas):
+        state.advance()
+        mask = state.encode(record.sequences[:, p + c * length: p + (c + 1) * length])
+    sc_dtype = model.model.decoder.embed_tokens.weight.dtype
+    out = []
+    for j in steps:
+        sc = None if j == 0 else replayed[:, j - 1].detach().to(sc_dtype)
+        logp = torch.log_softmax(state.decode(record.inputs[:, canvas, j].long(), sc, mask).float()
+                                 / record.temperatures[j], -1)
+        chosen = logp.gather(-1, record.samples[:, canvas, j].long().unsqueeze(-1)).squeeze(-1)
+        live = record.accepted[:, canvas, j] & record.refining[:, canvas, j, None]
+        out.append((chosen * live).sum(-1))
+    return torch.stack(out, 1)
+
+
 def tiny_diffusion_gemma(seed: int = 0, vocab_size: int = 128, canvas_length: int = 8, **sizes):
     """A small random ``DiffusionGemmaForBlockDiffusion`` (2 layers, MoE with 4 experts, top-2; a 1-layer vision
     tower, which the model always builds), deterministic in ``seed`` on the CPU."""

@@ -9,6 +9,7 @@ from unmask.rollouts.adapter import left_pad  # noqa: E402
 from unmask.rollouts.diffusion_gemma import (  # noqa: E402
     BlockDiffusionConfig,
     accept,
+    accepted_logprobs,
     replay_logits,
     sample,
     tiny_diffusion_gemma,
@@ -72,3 +73,34 @@ def test_replay_recomputes_every_step():
         kept = logits[torch.arange(2), last].argmax(-1)
         start = 5 + canvas * 8
         assert torch.equal(kept, record.sequences[:, start:start + 8])
+
+
+def test_accepted_logprobs_match_transformers_forward_in_value_and_gradient():
+    model = tiny_diffusion_gemma(seed=4)
+    prompt = PROMPTS[:1]                                  # one row, no padding: transformers' forward needs no mask
+    _, record = generate_and_sample(model, prompt, 5, max_new_tokens=8, max_denoising_steps=5)
+    replayed = replay_logits(model, record, 0)
+    steps = [0, 2, 4]
+    ours = accepted_logprobs(model, record, 0, steps, replayed)
+    ours.sum().backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+
+    # the same surrogate through transformers' own forward (encoder and decoder in one call)
+    ids = torch.tensor(prompt)
+    total = 0
+    for k, j in enumerate(steps):
+        sc = None if j == 0 else replayed[:, j - 1]
+        logits = model(input_ids=ids, decoder_input_ids=record.inputs[:, 0, j].long(), self_conditioning_logits=sc,
+                       decoder_position_ids=torch.arange(5, 13, dtype=torch.int32)[None]).logits
+        logp = torch.log_softmax(logits.float() / record.temperatures[j], -1)
+        chosen = logp.gather(-1, record.samples[:, 0, j].long().unsqueeze(-1)).squeeze(-1)
+        value = (chosen * record.accepted[:, 0, j]).sum(-1)
+        torch.testing.assert_close(value, ours[:, k].detach(), atol=1e-5, rtol=0)
+        total = total + value.sum()
+    total.backward()
+    assert grads.keys() == {n for n, p in model.named_parameters() if p.grad is not None}
+    assert any(float(g.abs().max()) > 0 for g in grads.values())
+    for name, p in model.named_parameters():
+        if p.grad is not None:
+            torch.testing.assert_close(p.grad, grads[name], atol=1e-5, rtol=1e-4, msg=name)
