@@ -3,9 +3,9 @@
 For each inner iteration j the estimator builds its units for the whole batch from ``mask_seeds[j]``
 (so micro-batching never changes the masks), and — before any update — the old policy's and the
 reference's log-probs on them are computed without gradients (with ``kl_target: old`` the old policy's serve as
-the reference). Each iteration then takes one optimizer step per mini-batch — the batch's rows cut into
-``num_minibatches`` consecutive parts, each normalised on its own — accumulating its gradient over micro-batches of
-rows and calling ``optimizer_step``.
+the reference). Each iteration then takes one optimizer step per mini-batch — with ``num_minibatches`` > 1 the rows in
+the loss cut into that many consecutive parts, each normalised on its own (see :func:`minibatches`) — accumulating
+its gradient over micro-batches of rows and calling ``optimizer_step``.
 
 Memory: with ``backward_chunk`` = c, a micro-batch's U units are backpropagated c at a time, so peak
 activation memory is that of c units' forward, not U. For losses that are sums of per-token terms
@@ -198,6 +198,11 @@ class PolicyUpdate:
         return _summary(loss, info, scored, entropy)
 
     # ---- the iterations ----------------------------------------------------------------------------
+    def _minibatches(self, batch: RolloutBatch) -> list[slice | torch.Tensor]:
+        parts = self.settings.num_minibatches
+        any_kept = parts == 1 or round(self.backend.sum(int(batch.keep.sum()))) > 0
+        return minibatches(batch.keep, parts, any_kept)
+
     def run(self, batch: RolloutBatch, optimizer_step: Callable[[], None]) -> dict[str, float]:
         """All inner iterations; ``optimizer_step`` applies (clips, steps, zeroes) the accumulated gradient.
         Backward passes, cross-rank sums and parameter gathering go through ``backend`` (rl.distributed)."""
@@ -212,8 +217,9 @@ class PolicyUpdate:
         history: list[dict] = []
         try:
             for plan in plans:
-                for part in minibatches(batch.size, self.settings.num_minibatches):
-                    micro = [slice(i, min(i + size, part.stop)) for i in range(part.start, part.stop, size)]
+                for part in self._minibatches(batch):
+                    micro = ([slice(i, min(i + size, part.stop)) for i in range(part.start, part.stop, size)]
+                             if isinstance(part, slice) else list(part.split(size)))
                     scored = plan.units.scored[part] & batch.keep[part].view(-1, 1, 1)
                     norms = Norms(rows=round(self.backend.sum(int(batch.keep[part].sum()))),
                                   tokens=round(self.backend.sum(int(scored.sum()))),
@@ -229,12 +235,19 @@ class PolicyUpdate:
         return finalize_metrics(_merge(history))
 
 
-def minibatches(rows: int, parts: int) -> list[slice]:
-    """``rows`` cut into ``parts`` consecutive slices of near-equal size (the first ones one row longer)."""
+def minibatches(keep: torch.Tensor, parts: int, any_kept: bool) -> list[slice | torch.Tensor]:
+    """The rows of each optimizer step. One part: the whole batch (a slice). Several: the rows in the loss (``keep``)
+    cut into ``parts`` consecutive near-equal index sets — filtered groups take no share, as in TraceRL's code, whose
+    filter removes them before batching. A rank with fewer kept rows than parts fills an empty part with a dropped row
+    (zero gradient), so every rank steps alike; when no rank keeps a row, each step sees the whole batch, as with one
+    part (zero gradient: the run still advances)."""
+    rows = keep.shape[0]
     if parts > rows:
         raise ValueError(f"algorithm.num_minibatches ({parts}) exceeds the batch's {rows} rows; lower it")
-    bounds = [rows * k // parts for k in range(parts + 1)]
-    return [slice(lo, hi) for lo, hi in zip(bounds, bounds[1:])]
+    if parts == 1 or not any_kept:
+        return [slice(0, rows)] * parts
+    kept, dropped = keep.nonzero().flatten(), (~keep).nonzero().flatten()
+    return [part if len(part) else dropped[:1] for part in torch.tensor_split(kept, parts)]
 
 
 def _summary(loss: torch.Tensor, info: dict[str, torch.Tensor], scored: torch.Tensor,

@@ -162,3 +162,16 @@ def test_old_estimates_share_the_new_ones_masks_unless_asked_otherwise():
         current = update._score_combined(lm, batch, plan.units)
         assert torch.equal(plan.old, current) == (masks == "shared")
     assert olds["shared"].shape == olds["independent"].shape
+
+
+def test_minibatches_share_out_the_rows_in_the_loss():
+    from unmask.rl.training.update import minibatches
+    keep = torch.tensor([False] * 4 + [True] * 8)
+    assert [p.tolist() for p in minibatches(keep, 4, True)] == [[4, 5], [6, 7], [8, 9], [10, 11]]
+    two = torch.tensor([False, True, False, True])            # fewer kept rows than parts: a dropped row fills in
+    assert [p.tolist() for p in minibatches(two, 3, True)] == [[1], [3], [0]]
+    assert minibatches(keep, 1, True) == [slice(0, 12)]
+    nothing = torch.zeros(12, dtype=torch.bool)
+    assert minibatches(nothing, 3, False) == [slice(0, 12)] * 3  # nothing kept: zero-gradient steps, the run goes on
+    with pytest.raises(ValueError, match="num_minibatches \\(5\\) exceeds the batch's 4 rows"):
+        minibatches(two, 5, True)
