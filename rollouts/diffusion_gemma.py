@@ -205,18 +205,23 @@ def _finish_canvas(ids: torch.Tensor, canvas: torch.Tensor, done: torch.Tensor, 
     return torch.cat([ids, canvas], -1), done | is_eos.any(-1)
 
 
-@torch.no_grad()
-def replay_logits(model, record: BlockDiffusionRecord, canvas: int) -> torch.Tensor:
-    """[B, N, L, V] the temperature-scaled logits of every recorded step of ``canvas``, recomputed from the record
-    (the encoder cache from the finished sequence, each step's self-conditioning from the step before): under the
-    rollout's weights, exactly what the sampler computed."""
-    length = model.config.canvas_length
-    p = record.prompt_ids.shape[1]
+def _encoded_before(model, record: BlockDiffusionRecord, canvas: int) -> tuple[_Canvases, dict]:
+    """The encoder cache of the prompt and the finished canvases before ``canvas``, and that canvas's decoder mask."""
+    length, p = model.config.canvas_length, record.prompt_ids.shape[1]
     state = _Canvases(model, record.prompt_ids, record.prompt_mask, length)
     mask = state.encode(record.prompt_ids)
     for c in range(canvas):
         state.advance()
         mask = state.encode(record.sequences[:, p + c * length: p + (c + 1) * length])
+    return state, mask
+
+
+@torch.no_grad()
+def replay_logits(model, record: BlockDiffusionRecord, canvas: int) -> torch.Tensor:
+    """[B, N, L, V] the temperature-scaled logits of every recorded step of ``canvas``, recomputed from the record
+    (the encoder cache from the finished sequence, each step's self-conditioning from the step before): under the
+    rollout's weights, exactly what the sampler computed."""
+    state, mask = _encoded_before(model, record, canvas)
     sc_dtype = model.model.decoder.embed_tokens.weight.dtype
     out, sc = [], None
     for j in range(int(record.refining[:, canvas].any(0).sum())):
@@ -237,13 +242,7 @@ def accepted_logprobs(model, record: BlockDiffusionRecord, canvas: int, steps: l
     recorded, and the self-conditioning s_k enters as an input: ``replayed`` [B, N', L, V] holds the rollout policy's
     logits (``replay_logits`` before the update), s_k = its step k − 1, with no gradient through it. The encoder
     cache (prompt and finished canvases) is computed with gradients, so they reach the shared weights through it."""
-    length = model.config.canvas_length
-    p = record.prompt_ids.shape[1]
-    state = _Canvases(model, record.prompt_ids, record.prompt_mask, length)
-    mask = state.encode(record.prompt_ids)
-    for c in range(canvas):
-        state.advance()
-        mask = state.encode(record.sequences[:, p + c * length: p + (c + 1) * length])
+    state, mask = _encoded_before(model, record, canvas)
     sc_dtype = model.model.decoder.embed_tokens.weight.dtype
     out = []
     for j in steps:

@@ -77,16 +77,21 @@ class PolicyUpdate:
                   rows: slice = slice(None), entropy: list | None = None) -> torch.Tensor:
         """Log-probs [B, hi − lo, L] of units lo..hi (``units`` already restricted to ``rows``); with ``entropy``,
         also appends (sum, count) of the policy's entropy over the units' scored positions of kept rows."""
-        traj = batch.traj
         s = self.settings
-        args = (adapter, units.inputs[:, lo:hi], None if s.attend_prompt_padding else traj.attention_mask()[rows],
-                units.targets[:, lo:hi], sampler_of(traj), scoring_temperature(traj, s))
+        args = self._scoring_args(adapter, batch, units, lo, hi, rows)
         if entropy is None:
             return unit_logprobs(*args, policy=s.logp_policy).float()
         logp, h = unit_logprobs(*args, policy=s.logp_policy, with_entropy=True)
         counted = units.select[:, lo:hi] & batch.keep[rows].view(-1, 1, 1)
         entropy.append((float((h * counted).sum()), float(counted.sum())))
         return logp.float()
+
+    def _scoring_args(self, adapter: ModelAdapter, batch: RolloutBatch, units: Units, lo: int, hi: int,
+                      rows: slice = slice(None)) -> tuple:
+        """``unit_logprobs``' positional arguments for units lo..hi (``units`` already restricted to ``rows``)."""
+        traj, s = batch.traj, self.settings
+        return (adapter, units.inputs[:, lo:hi], None if s.attend_prompt_padding else traj.attention_mask()[rows],
+                units.targets[:, lo:hi], sampler_of(traj), scoring_temperature(traj, s))
 
     def _chunks(self, units: Units) -> list[tuple[int, int]]:
         n = units.num_units
@@ -133,11 +138,10 @@ class PolicyUpdate:
         hint = batch.traj.extras["hint_mask"].bool().unsqueeze(1)
         if not bool(hint.any()):
             return units
-        traj, s = batch.traj, self.settings
-        entropy = torch.cat([unit_logprobs(
-            self.adapter, units.inputs[:, lo:hi], None if s.attend_prompt_padding else traj.attention_mask(),
-            units.targets[:, lo:hi], sampler_of(traj), scoring_temperature(traj, s), policy=s.logp_policy,
-            with_entropy=True)[1].float() for lo, hi in self._chunks(units)], 1)
+        s = self.settings
+        entropy = torch.cat([unit_logprobs(*self._scoring_args(self.adapter, batch, units, lo, hi),
+                                           policy=s.logp_policy, with_entropy=True)[1].float()
+                             for lo, hi in self._chunks(units)], 1)
         candidates = units.select & hint
         count = candidates.sum(-1, keepdim=True)
         keep = (count.double() * s.hint_entropy_keep).floor().long().clamp(min=1)
