@@ -111,6 +111,7 @@ class Trainer:
         self.policy = build_policy(cfg.model, t, cfg.algorithm.reference_beta, self.lora_targets, self.log,
                                    device=self._device(), model=self.model_object, tokenizer=self.tokenizer_object)
         adapter = self.policy.adapter
+        self.critic = self._critic() if cfg.algorithm.value_model else None  # copies the policy before ZeRO shards it
         optimizer = make_optimizer(self.policy.trainable, t)
         self.backend.wrap(adapter.model, optimizer, make_schedule(optimizer, t, self.max_steps), t, t.bf16)
         sampler = cfg.rollout.sampler()
@@ -118,7 +119,7 @@ class Trainer:
                                     system_prompt=None)
         self.eval_engine = RolloutEngine(adapter, sampler.greedy())
         self.update = PolicyUpdate(adapter, cfg.algorithm, micro_batch_size=t.per_device_train_batch_size,
-                                   reference=self.policy.reference, backend=self.backend)
+                                   reference=self.policy.reference, backend=self.backend, critic=self.critic)
         self.order = PromptOrder(len(self.rows), t.seed)
         self.global_step = self.batches_done = self.evals_without_improvement = 0
         self.best_metric, self.best_checkpoint, run_id = None, None, None
@@ -131,6 +132,15 @@ class Trainer:
                                     resume_step=self.global_step if resume is not None else None,
                                     max_steps=self.max_steps, log=self.log)
         return self
+
+    def _critic(self):
+        """TraceRL's value model (``algorithm.value_model``) with its own optimizer and backend."""
+        from unmask.rl.training.critic import ValueCritic, ValueModel, value_backbone
+        a, adapter = self.cfg.algorithm, self.policy.adapter
+        backbone = value_backbone(self.policy, a.value_model, self.cfg.model, adapter.device)
+        backbone.gradient_checkpointing = self.cfg.model.gradient_checkpointing
+        return ValueCritic(ValueModel(backbone, adapter.logit_shift), a, self.cfg.training,
+                           batches=math.ceil(self.max_steps / a.updates_per_batch))
 
     def _device(self) -> str:
         """Each rank of a multi-GPU launch takes its own GPU; otherwise the recipe's device."""
@@ -273,6 +283,8 @@ class Trainer:
             if main:
                 self.policy.save(tmp)  # the model or adapter at the checkpoint's root (Hugging Face layout)
         self.backend.save_training_state(tmp)
+        if self.critic is not None:
+            self.critic.save(tmp)
         ckpt.save_rng(tmp, self.backend.rank)
         self.backend.barrier()
         path = tmp.with_name(tmp.name.removesuffix(".tmp"))
@@ -291,7 +303,10 @@ class Trainer:
     def save_model(self) -> Path:
         """The final policy (model or LoRA adapter) and its recipe in ``output_dir`` itself, loadable with
         ``from_pretrained`` as transformers' ``Trainer.save_model`` leaves it; every rank takes part (ZeRO-3)."""
-        return ckpt.save_model(self.policy, self.backend, self.cfg.training.output_dir, to_yaml(self.cfg), self.log)
+        out = ckpt.save_model(self.policy, self.backend, self.cfg.training.output_dir, to_yaml(self.cfg), self.log)
+        if self.critic is not None:
+            self.critic.save_weights(out / "value")
+        return out
 
     def _restore(self, path: Path) -> str:
         self.log(f"resuming from {path}")
@@ -300,6 +315,8 @@ class Trainer:
             raise ValueError(f"{path} was written by {state.get('world_size', 1)} ranks; resume it with the same "
                              f"number (now {self.backend.world_size}) so every rank gets its own prompts and RNG state")
         self.backend.load_training_state(path, self.policy)
+        if self.critic is not None:
+            self.critic.load(path)
         ckpt.set_rng_state(ckpt.load_rng_state(path, self.backend.rank))
         self.global_step, self.batches_done = state["global_step"], state["batches_done"]
         self.order.load_state_dict(state["order"])

@@ -2,7 +2,7 @@
 
 Inputs are per (row, unit, token): the estimator's log-probs under the current policy ``logp``, the
 old policy's ``old`` and the reference's ``ref`` (same units, same masks), one advantage per
-(row, unit), the positions in the loss and optional per-token weights. A policy loss returns the
+(row, unit) — or per token, [B, U, L] (a value model's) — the positions in the loss and optional per-token weights. A policy loss returns the
 per-token loss; ``beta`` × KL is added per token; :func:`aggregate` reduces to a scalar:
 
 - ``grpo``: mean over a unit's tokens, mean over the row's non-empty units, mean over rows;
@@ -44,6 +44,11 @@ class Norms:
     units: int = 0        # (row, unit) pairs with a position in the loss, over the whole batch (unit_mean)
 
 
+def per_token(adv: torch.Tensor) -> torch.Tensor:
+    """Advantages broadcastable over [B, U, L]: one per (row, unit) [B, U] or one per token [B, U, L]."""
+    return adv if adv.dim() == 3 else adv.unsqueeze(-1)
+
+
 def log_ratio(logp: torch.Tensor, old: torch.Tensor, scored: torch.Tensor, level: str) -> torch.Tensor:
     """[B, U, L] log importance ratio at each token (sequence levels broadcast one value per unit)."""
     delta = (logp - old) * scored
@@ -61,7 +66,7 @@ def log_ratio(logp: torch.Tensor, old: torch.Tensor, scored: torch.Tensor, level
 def clipped_loss(logp, old, adv, scored, settings) -> tuple[torch.Tensor, dict]:
     """−min(ρ A, clip(ρ, 1 − ε, 1 + ε_high) A), and the fractions of tokens clipped low / high."""
     ratio = torch.exp(log_ratio(logp, old, scored, settings.importance_sampling_level))
-    a = adv.unsqueeze(-1)
+    a = per_token(adv)
     clipped = ratio.clamp(1 - settings.epsilon, 1 + settings.clip_high)
     loss = -torch.min(ratio * a, clipped * a)
     if settings.importance_sampling_level == "sequence_sum":
@@ -80,14 +85,14 @@ def bgpo_loss(logp, old, adv, scored, settings) -> tuple[torch.Tensor, dict]:
     d_u = ℓ_u − ℓ_u^old its log-ratio: −(1 + d_u)·A for A ≥ 0 (tangent), −exp(d_u)·A for A < 0 (Jensen). Equal
     to GRPO's value and gradient on-policy; a sum over samples, so each can be backpropagated alone (flat memory)."""
     d = log_ratio(logp, old, scored, "sequence_sum")
-    a = adv.unsqueeze(-1)
+    a = per_token(adv)
     return -torch.where(a >= 0, (1 + d) * a, torch.exp(d) * a), {}
 
 
 @register_policy_loss("reinforce")
 def reinforce_loss(logp, old, adv, scored, settings) -> tuple[torch.Tensor, dict]:
     """Plain policy gradient −A·log p (on-policy; no ratio, no clipping)."""
-    return -adv.unsqueeze(-1) * logp, {}
+    return -per_token(adv) * logp, {}
 
 
 def kl_penalty(logp: torch.Tensor, ref: torch.Tensor, estimator: str, scored: torch.Tensor | None = None

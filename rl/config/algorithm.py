@@ -278,6 +278,16 @@ class AlgorithmConfig:
         metadata={"help": "Units (steps, ELBO samples) per backward pass; null backpropagates all at once. 1 keeps "
                           "peak activation memory at one forward for per-step estimators."},
     )
+    value_model: str | None = field(
+        default=None,
+        metadata={"help": "TraceRL's diffusion value model: 'policy' (a value head on a copy of the starting model) "
+                          "or a checkpoint of the policy's family; its step-GAE advantages replace the group's per "
+                          "token (trajectory estimator only). null: none."},
+    )
+    value_learning_rate: float = field(default=5e-6, metadata={"help": "The value model's AdamW learning rate."})
+    value_clip: float = field(default=0.2, metadata={"help": "The value loss's clip range around the old values."})
+    gae_gamma: float = field(default=1.0, metadata={"help": "The value model's discount over decoding steps."})
+    gae_lambda: float = field(default=1.0, metadata={"help": "The value model's GAE lambda (1 with gamma 1: R - V)."})
     rewards: list[RewardSpec] = field(
         default_factory=_d1_rewards,
         metadata={"help": "Weighted reward functions; each name resolves in the rewards registry."},
@@ -351,6 +361,13 @@ class AlgorithmConfig:
         if self.advantage == "mdpo_stepwise" and self.estimator != "step_prediction":
             raise ConfigError(f"{where}.advantage 'mdpo_stepwise' gives one advantage per recorded step; it needs "
                               f"{where}.estimator 'step_prediction'")
+        _bound(self, where, ("value_learning_rate", "value_clip"), 0.0, strict=True)
+        _bound(self, where, ("gae_gamma", "gae_lambda"), 0.0, hi=1.0)
+        if self.value_model is not None and (self.estimator != "trajectory" or self.advantage != "group"
+                                             or self.step_selection not in ("all", "merge")):
+            raise ConfigError(f"{where}.value_model values every decoding step of a trajectory from one group "
+                              f"advantage per row: it needs estimator 'trajectory' with step_selection 'all' or "
+                              f"'merge' and advantage 'group' (as tracerl), or value_model: null")
         if not self.rewards:
             raise ConfigError(f"{where}.rewards is empty; list at least one reward, e.g. [{{name: gsm8k_correct}}]")
         for i, spec in enumerate(self.rewards):

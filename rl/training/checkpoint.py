@@ -9,6 +9,7 @@ layout (transformers' and TRL's ``checkpoint-<step>/``: the model at the folder'
 - ``reference.safetensors``: a frozen reference copy's weights (full fine-tuning only);
 - ``optimizer.pt``: optimizer and LR-scheduler state (tensors and numbers only: ``weights_only`` loads), or
   under DeepSpeed ``deepspeed/`` (its own checkpoint: partitioned optimizer state of every rank);
+- ``value/``: TraceRL's value model (``algorithm.value_model``): ``model.safetensors`` and its optimizer;
 - ``rng_rank<r>.pt``: Python, NumPy and torch RNG states of each rank;
 - ``trainer_state.json``: step counters, the prompt order's position, best eval metric, the logger's
   run id; ``recipe.yaml``: the resolved recipe.

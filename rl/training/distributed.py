@@ -79,7 +79,10 @@ class SingleProcess:
 
     def load_training_state(self, directory: Path, policy) -> None:
         load_policy(policy, directory)  # the model (or adapter) at the checkpoint's root; model/ in older ones
-        state = torch.load(directory / "optimizer.pt", map_location=policy.adapter.device, weights_only=True)
+        self.load_optimizer_state(directory)
+
+    def load_optimizer_state(self, directory: Path) -> None:
+        state = torch.load(directory / "optimizer.pt", map_location=self.params[0].device, weights_only=True)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
 

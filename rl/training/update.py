@@ -14,6 +14,9 @@ ratios, ELBO combining) one gradient-free pass first fixes every unit's log-prob
 recomputes its own units with gradients and the loss is evaluated on the detached rest, which gives
 exactly the full gradient split over chunks — at the cost of that extra gradient-free forward.
 
+With a value model (``critic``: TraceRL's, rl/training/critic.py), after planning it sets each iteration's per-token
+advantages from its old values and takes its own optimizer steps, before the policy's.
+
 IGPO (``hint_entropy_keep`` < 1, rows with inpainted hints): before the old log-probs, one gradient-free forward
 ranks each unit's hint positions by the policy's entropy and keeps only the top share in the loss.
 
@@ -55,14 +58,15 @@ class IterationPlan:
     units: Units
     old: torch.Tensor | None   # [B, U', L] after combining; None = the current policy (ratio 1)
     ref: torch.Tensor | None
+    adv: torch.Tensor | None = None  # [B, U', L] per-token advantages (the value model's); None = the batch's
 
 
 class PolicyUpdate:
     """Runs the inner iterations of one rollout batch (see the module docstring)."""
 
     def __init__(self, adapter: ModelAdapter, settings, *, micro_batch_size: int | None = None,
-                 reference: ReferencePolicy | None = None, backend=None):
-        self.adapter, self.settings = adapter, settings
+                 reference: ReferencePolicy | None = None, backend=None, critic=None):
+        self.adapter, self.settings, self.critic = adapter, settings, critic
         self.estimator: Estimator = build_estimator(settings)
         self.micro_batch_size, self.reference = micro_batch_size, reference
         self.backend = backend if backend is not None else SingleProcess()
@@ -168,7 +172,7 @@ class PolicyUpdate:
         units = plan.units.rows(rows)
         keep = batch.keep[rows].view(-1, 1, 1)
         scored = units.scored & keep
-        adv = self._advantages(batch, rows, units)
+        adv = self._advantages(batch, rows, units) if plan.adv is None else plan.adv[rows]
         old = None if plan.old is None else plan.old[rows]
         ref = None if plan.ref is None else plan.ref[rows]
 
@@ -214,6 +218,7 @@ class PolicyUpdate:
             raise ValueError("compute advantages first (rl.advantages.compute_advantages)")
         with self.backend.full_parameters():
             plans = self.plan(batch)
+        advised = {} if self.critic is None else self.critic.advise(batch, plans)  # value model: per-token A
         model = self.adapter.model
         was_training = model.training
         model.train()
@@ -236,7 +241,7 @@ class PolicyUpdate:
                     history.append(merged)
         finally:
             model.train(was_training)
-        return finalize_metrics(_merge(history))
+        return {**finalize_metrics(_merge(history)), **advised}
 
 
 def minibatches(keep: torch.Tensor, parts: int, any_kept: bool) -> list[slice | torch.Tensor]:

@@ -173,7 +173,21 @@ class BidirectionalLM(PreTrainedModel):
         ``position_ids`` (they no longer start at 0). With ``return_kv``, also return a cache of this
         pass's keys/values (masked like ``attention_mask``), to be sliced into prefix/suffix caches.
         """
-        embed, blocks, norm, head = self.parts()
+        hidden, ctx, active = self._trunk(input_ids, attention_mask, position_ids, past, return_kv)
+        logits = F.linear(hidden, self.parts()[3])
+        if self.arch.scale_logits:
+            logits = logits * (1.0 / math.sqrt(self.arch.hidden_size))
+        kv = KVCache([k for k, _ in ctx.collect], [v for _, v in ctx.collect], active) if return_kv else None
+        out = MaskedLMOutput(logits=logits) if return_dict else logits
+        return (out, kv) if return_kv else out
+
+    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The final normalised hidden states [B, T, H] the output head reads (a value head reads them too)."""
+        return self._trunk(input_ids, attention_mask, None, None, False)[0]
+
+    def _trunk(self, input_ids, attention_mask, position_ids, past, return_kv):
+        """Embedding, blocks and final norm: (hidden states [B, T, H], the attention context, active keys)."""
+        embed, blocks, norm, _ = self.parts()
         b, t = input_ids.shape
         if position_ids is None:
             if past is not None:
@@ -191,12 +205,7 @@ class BidirectionalLM(PreTrainedModel):
                 x = checkpoint(block, x, ctx, i, use_reentrant=False)
             else:
                 x = block(x, ctx, i)
-        logits = F.linear(norm(x), head)
-        if self.arch.scale_logits:
-            logits = logits * (1.0 / math.sqrt(self.arch.hidden_size))
-        kv = KVCache([k for k, _ in ctx.collect], [v for _, v in ctx.collect], active) if return_kv else None
-        out = MaskedLMOutput(logits=logits) if return_dict else logits
-        return (out, kv) if return_kv else out
+        return norm(x), ctx, active
 
     def output_head_names(self) -> list[str]:
         """Names of the linear module(s) holding the output head. The forward multiplies by the head's
