@@ -2,8 +2,9 @@
 
 Inputs are per (row, unit, token): the estimator's log-probs under the current policy ``logp``, the
 old policy's ``old`` and the reference's ``ref`` (same units, same masks), one advantage per
-(row, unit) — or per token, [B, U, L] (a value model's) — the positions in the loss and optional per-token weights. A policy loss returns the
-per-token loss; ``beta`` × KL is added per token; :func:`aggregate` reduces to a scalar:
+(row, unit) — or per token, [B, U, L] (a value model's) — the positions in the loss and optional per-token
+weights. A policy loss returns the per-token loss; ``beta`` × KL is added per token; :func:`aggregate` reduces
+to a scalar:
 
 - ``grpo``: mean over a unit's tokens, mean over the row's non-empty units, mean over rows;
 - ``bnpo``: sum over the micro-batch's tokens / their number (then / number of micro-batches);

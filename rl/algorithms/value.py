@@ -36,7 +36,8 @@ def step_gae(values: torch.Tensor, scored: torch.Tensor, target: torch.Tensor, g
     a_next, v_next, r_next = zeros, zeros, zeros                               # the next non-empty step's A*, V*, R*
     adv, ret = torch.zeros_like(s), torch.zeros_like(s)
     for u in range(s.shape[1] - 1, -1, -1):
-        adv[:, u] = (r_star[:, u, None] - values[:, u].float()) + gamma * v_next[:, None] + gamma * lam * a_next[:, None]
+        following = gamma * v_next + gamma * lam * a_next
+        adv[:, u] = (r_star[:, u, None] - values[:, u].float()) + following[:, None]
         ret[:, u] = r_star[:, u, None] + gamma * r_next[:, None]
         here = nonempty[:, u]
         delta = r_star[:, u] - v_star[:, u] + gamma * v_next
