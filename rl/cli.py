@@ -61,9 +61,12 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def add_bench_parser(sub) -> None:
-    p = sub.add_parser("bench", help="benchmarks that write JSON (rollout: decoding modes' speed and NFE)")
-    p.add_argument("which", choices=["rollout"], help="what to benchmark")
-    p.add_argument("--out", default="out/bench/rollout.json", help="JSON report path")
+    p = sub.add_parser("bench", help="benchmarks that write JSON (rollout: decoding modes' speed and NFE; step: one "
+                                     "diffu-GRPO step's phases and the update's MFU)")
+    p.add_argument("which", choices=["rollout", "step"], help="what to benchmark")
+    p.add_argument("--out", default=None, help="JSON report path (default out/bench/<which>.json)")
+    p.add_argument("--peak-tflops", type=float, default=None,
+                   help="step: the device's peak TFLOP/s for the MFU (default: a known GPU's dense bf16 peak)")
     p.add_argument("--trained", default=None,
                    help="also measure this model, trained on the bundled addition task (a confident model; the "
                         "recipe.yaml saved with it names the task), on held-out questions: a checkpoint-<step> folder "
@@ -86,6 +89,10 @@ def run_bench(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     import torch
+
+    args.out = args.out or f"out/bench/{args.which}.json"
+    if args.which == "step":
+        return run_step(args)
 
     from unmask.rollouts.bench import BenchSetting, format_table, run_rollout_bench
 
@@ -111,6 +118,21 @@ def run_bench(args: argparse.Namespace) -> int:
     task = task_pairs(trained, args.trained_questions, setting.completion_length) if trained else None
     report = run_rollout_bench(Path(args.out), trained=trained, setting=setting, threads=args.threads, task=task)
     print(format_table(report))
+    print(f"written to {args.out}")
+    return 0
+
+
+def run_step(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from .bench_step import StepSetting, format_step, run_step_bench
+    setting = (StepSetting.quick() if args.quick else StepSetting.llada_8b() if args.shape == "llada-8b"
+               else StepSetting.cpu())
+    if setting.model.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("unmask bench step --shape llada-8b needs a CUDA GPU; none is visible")
+    print(format_step(run_step_bench(Path(args.out), setting, args.peak_tflops, args.threads)))
     print(f"written to {args.out}")
     return 0
 

@@ -6,10 +6,12 @@ classifier-free guidance. Returns "logits for position i" over the current block
   later steps run only the block and everything after it against that cache.
 - ``dual``: the same full pass also caches everything after the block; later steps run the block only.
 
-Cached keys/values are not refreshed inside a block, so the cached modes are approximations (opt-in,
-reported by the benchmark). For families whose logits are shifted (Dream: position i is predicted by
-output i−1) the active window starts one token earlier, so every shifted logit comes from a fresh output.
-With ``cfg_scale > 0`` the conditional and unconditional (prompt masked) rows run as one batch.
+The cache is preallocated with room for the later steps' active tokens, which each step writes in place (no
+per-step concatenation of the context; ``models/cache.py``). Cached keys/values are not refreshed inside a block,
+so the cached modes are approximations (opt-in, reported by the benchmark). For families whose logits are shifted
+(Dream: position i is predicted by output i−1) the active window starts one token earlier, so every shifted logit
+comes from a fresh output. With ``cfg_scale > 0`` the conditional and unconditional (prompt masked) rows run as one
+batch.
 """
 from __future__ import annotations
 
@@ -67,6 +69,8 @@ class StepForward:
             self.past = kv.slice(0, start)
             if self.cache_mode == "dual":
                 self.past = self.past.cat(kv.slice(self.hi))
+            end = self.hi if self.cache_mode == "dual" else inputs.shape[1]
+            self.past = self.past.with_room(end - start)  # later steps write their keys there, no per-step copy
             logits = self.adapter.logits_from_raw(raw)[:, self.lo:]
             return self._guide(logits if self.cache_mode == "prefix" else logits[:, : self.hi - self.lo]).float()
         end = self.hi if self.cache_mode == "dual" else inputs.shape[1]

@@ -96,8 +96,7 @@ def self_attention(h: torch.Tensor, q_proj: nn.Linear, k_proj: nn.Linear, v_proj
     if ctx.collect is not None:
         ctx.collect.append((k, v))
     if ctx.past is not None:
-        k = torch.cat([ctx.past.keys[layer], k], dim=2)
-        v = torch.cat([ctx.past.values[layer], v], dim=2)
+        k, v = ctx.past.extend(layer, k, v)
     return merge_heads(bidirectional_attention(q, k, v, ctx.mask))
 
 

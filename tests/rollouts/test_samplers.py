@@ -116,6 +116,41 @@ def test_kv_cache_is_exact_while_the_context_is_unchanged(family):
 
 
 @pytest.mark.parametrize("family", ["llada", "dream"])
+def test_a_cache_with_room_attends_bit_identically_to_concatenation(family):
+    # the preallocated buffers hold the same keys in the same order as torch.cat: equal logits, pass after pass
+    adapter = make_tiny(family, seed=4)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randint(0, 256, (2, 18), generator=g)
+    attn = torch.ones(2, 18, dtype=torch.long)
+    attn[1, :3] = 0
+    from unmask.rollouts.models.layers import position_ids_from_mask
+    pos = position_ids_from_mask(attn, 2, 18, x.device)
+    with torch.no_grad():
+        _, kv = adapter.model(x, attention_mask=attn, return_kv=True)
+        lo, hi = 10, 14
+        plain = kv.slice(0, lo).cat(kv.slice(hi))
+        roomy = plain.with_room(hi - lo)
+        for _ in range(3):  # each pass overwrites the room
+            x[:, lo:hi] = torch.randint(0, 256, (2, hi - lo), generator=g)
+            args = dict(attention_mask=attn[:, lo:hi], position_ids=pos[:, lo:hi])
+            want = adapter.model(x[:, lo:hi], past=plain, **args)
+            assert torch.equal(adapter.model(x[:, lo:hi], past=roomy, **args), want)
+
+
+@pytest.mark.parametrize("cache", ["prefix", "dual"])
+def test_cached_decoding_with_room_gives_the_tokens_of_concatenation(cache, monkeypatch):
+    adapter = make_tiny("llada", seed=6)
+    ids, mask = left_pad([[5, 6, 7, 8, 9], [30, 31]], adapter.pad_id)
+    cfg = SamplerConfig(max_completion_length=16, diffusion_steps=8, block_length=8, cache=cache, temperature=0.7)
+    roomy = sample(adapter, ids, mask, cfg, torch.Generator().manual_seed(3))
+    from unmask.rollouts.models.cache import KVCache
+    monkeypatch.setattr(KVCache, "with_room", lambda self, active: self)  # the concatenating path
+    plain = sample(adapter, ids, mask, cfg, torch.Generator().manual_seed(3))
+    assert torch.equal(roomy.completion_ids, plain.completion_ids)
+    assert torch.equal(roomy.rollout_logp, plain.rollout_logp)
+
+
+@pytest.mark.parametrize("family", ["llada", "dream"])
 @pytest.mark.parametrize("cache", ["prefix", "dual"])
 def test_cached_decoding_is_exact_with_one_step_per_block(family, cache):
     # with one step per block the cache is always fresh, so cached and exact decoding agree exactly
