@@ -37,6 +37,7 @@ from .recipes import RECIPES_DIR, read_yaml, to_yaml
 RECIPE = RECIPES_DIR / "demo" / "rl.yaml"
 RUN_RECIPE, RUN_RECORD = "compare-recipe.yaml", "compare-run.json"
 FINISHED = "finished, not redone"
+OFFLINE = "vrpo"  # not a registered RL method: learns from pairs of the start model's rollouts (compare_vrpo.py)
 SET_BY_COMPARE = {"algorithm.name": "--methods", "training.seed": "--seeds", "model.name_or_path": "--start",
                   "training.output_dir": "--out", "training.resume_from": "(compare resumes unfinished runs)"}
 # two-sided 95% Student t quantiles t_{0.975, df}, df = 1..30; above 30 the Cornish-Fisher expansion
@@ -77,7 +78,8 @@ def method_recipe(recipe: str | Path, method: str, overrides: Sequence[str] = ()
         dropped = {"diffusion_steps"} | ({"schedule", "block_length"} & set(method_.rollout))
         data = {**data, "rollout": {k: v for k, v in rollout.items() if k not in dropped}}
         overrides = [o for o in overrides if o.split("=", 1)[0].strip() not in {f"rollout.{k}" for k in dropped}]
-    return recipe_from_dict(data, [f"algorithm.name={method}", *overrides, *own], source=os.fspath(recipe))
+    name = [] if method == OFFLINE else [f"algorithm.name={method}"]  # VRPO rolls out with the recipe's own method
+    return recipe_from_dict(data, [*name, *overrides, *own], source=os.fspath(recipe))
 
 
 def run_compare(methods: Sequence[str] | None = None, seeds: Sequence[int] = (0, 1, 2), recipe: str | Path = RECIPE,
@@ -91,7 +93,7 @@ def run_compare(methods: Sequence[str] | None = None, seeds: Sequence[int] = (0,
     ``isolate=False`` runs them in this process (faster to start; peak memory is then this process's so far)."""
     from .algorithms.methods import METHODS
     log = log or (lambda line: print(line, flush=True))
-    methods, out = list(methods or METHODS.names()), Path(out)
+    methods, out = list(methods or [*METHODS.names(), OFFLINE]), Path(out)
     method_overrides = method_overrides or {}
     for given in [*overrides, *(o for extra in method_overrides.values() for o in extra)]:
         key = given.split("=", 1)[0].strip()
@@ -164,27 +166,34 @@ def prepare_run(run_dir: Path, recipe_yaml: str) -> str:
 
 def run_one(run_dir: str | Path) -> dict:
     """One run, in its own process: the start evaluation (on a fresh run), training to the end, then the record
-    of its timing and peak memory in ``run_dir/compare-run.json``."""
+    of its timing and peak memory in ``run_dir/compare-run.json``. ``OUT/vrpo/`` runs are VRPO's (compare_vrpo.py)."""
     import torch
+    run_dir = Path(run_dir)
+    if run_dir.parent.name == OFFLINE:
+        from .compare_vrpo import run_vrpo
+        record = run_vrpo(run_dir)
+    else:
+        record = _run_rl(run_dir)
+    record.update(peak_rss_mib=peak_rss_mib(), peak_cuda_mib=(round(torch.cuda.max_memory_allocated() / 2 ** 20, 1)
+                  if torch.cuda.is_available() and torch.cuda.is_initialized() else None))
+    tmp = run_dir / (RUN_RECORD + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    tmp.replace(run_dir / RUN_RECORD)  # atomic: the run counts as finished only once this exists
+    return record
 
+
+def _run_rl(run_dir: Path) -> dict:
     from .recipes import load_recipe
     from .trainer import Trainer
-    run_dir = Path(run_dir)
     trainer = Trainer(load_recipe(run_dir / RUN_RECIPE)).setup()
     if trainer.global_step == 0:  # logged at step 0 as every later evaluation; not tracked (no best checkpoint)
         trainer.evaluate()
     first_step, began = trainer.global_step, time.perf_counter()
     trainer.train()
     b = trainer.benchmark
-    record = {"metric": "eval/reward" if b is None else f"eval/{b.name}/{next(iter(b.graders))}",
-              "resumed_at_step": first_step, "steps_timed": trainer.global_step - first_step,
-              "train_seconds": round(time.perf_counter() - began, 3), "peak_rss_mib": peak_rss_mib(),
-              "peak_cuda_mib": (round(torch.cuda.max_memory_allocated() / 2 ** 20, 1)
-                                if torch.cuda.is_available() and torch.cuda.is_initialized() else None)}
-    tmp = run_dir / (RUN_RECORD + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    tmp.replace(run_dir / RUN_RECORD)  # atomic: the run counts as finished only once this exists
-    return record
+    return {"metric": "eval/reward" if b is None else f"eval/{b.name}/{next(iter(b.graders))}",
+            "resumed_at_step": first_step, "steps_timed": trainer.global_step - first_step,
+            "train_seconds": round(time.perf_counter() - began, 3)}
 
 
 def peak_rss_mib() -> float | None:
@@ -321,7 +330,8 @@ def add_compare_parser(sub) -> None:
     p = sub.add_parser("compare", help="RL methods × seeds from one start on one recipe (default: the demo's): "
                                        "a table and a plot of held-out accuracy; resumable")
     p.add_argument("overrides", nargs="*", help="overrides of the recipe for every run, e.g. training.max_steps=50")
-    p.add_argument("--methods", default=None, help="comma-separated method names (default: every registered method)")
+    p.add_argument("--methods", default=None,
+                   help="comma-separated method names (default: every registered method, and vrpo)")
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     p.add_argument("--recipe", default="recipes/demo/rl.yaml", help="RL recipe (default recipes/demo/rl.yaml)")
     p.add_argument("--start", default=None, metavar="MODEL",

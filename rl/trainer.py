@@ -242,14 +242,18 @@ class Trainer:
         self.policy.adapter.model.eval()
         if self.benchmark is not None:
             return self._evaluate_benchmark(rows)
-        with torch.no_grad(), self.backend.full_parameters():  # every rank decodes (ZeRO-3 collectives)
-            gens = engine_generator(self.eval_engine)(
-                [self.template.render(r, self.cfg.data.system_prompt) for r in rows], 1, 0)
-        breakdown = self._rewards([self.template.cut(g.text) for g in gens], [g.completion_ids for g in gens], rows)
-        value = sum(breakdown.total) / len(rows)
-        values = {"eval/reward": value, **reward_stats(breakdown.per_reward, "eval/rewards/")}
+        values = self.held_out_rewards(self.eval_engine)
         self.logger.metrics(self.global_step, values)
-        return value
+        return values["eval/reward"]
+
+    def held_out_rewards(self, engine: RolloutEngine) -> dict[str, float]:
+        """``eval/reward`` (the mean reward of ``engine``'s greedy completions of the eval prompts) and each reward's
+        ``eval/rewards/<name>/mean`` and ``/std``; also how ``unmask compare`` evaluates an offline method."""
+        rows = self.eval_rows
+        with torch.no_grad(), self.backend.full_parameters():  # every rank decodes (ZeRO-3 collectives)
+            gens = engine_generator(engine)([self.template.render(r, self.cfg.data.system_prompt) for r in rows], 1, 0)
+        breakdown = self._rewards([self.template.cut(g.text) for g in gens], [g.completion_ids for g in gens], rows)
+        return {"eval/reward": sum(breakdown.total) / len(rows), **reward_stats(breakdown.per_reward, "eval/rewards/")}
 
     def _evaluate_benchmark(self, rows: list[dict]) -> float:
         with torch.no_grad(), self.backend.full_parameters():

@@ -176,3 +176,31 @@ def test_compare_help_loads_no_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.splitlines()[-1] == "[]"
+
+
+def test_vrpo_learns_from_pairs_of_the_start_models_rollouts_and_is_evaluated_as_rl_is(tmp_path):
+    from tests.paths import REPO
+    from unmask.rewards import build_rewards  # noqa: F401  (the demo's reward is registered)
+    from unmask.rl.compare_vrpo import PAIRS
+    from unmask.rl.recipes import load_recipe
+    from unmask.rl.trainer import Trainer
+    from unmask.tasks import PromptOrder
+    start = str(REPO / "tests" / "fixtures" / "demo-sft")
+    shared = ["training.max_steps=2", "training.eval_steps=1", "training.save_steps=1", "data.eval_limit=8",
+              "training.per_device_train_batch_size=32"]  # 4 prompts × 8 completions per batch
+    result = run_compare(["vrpo"], [0], RECIPE, start, tmp_path, shared, log=lambda *a: None, isolate=False)
+    run = tmp_path / "vrpo" / "seed0"
+    pairs = [json.loads(line) for line in (run / PAIRS).read_text().splitlines()]
+    rl = Trainer(load_recipe(run / compare.RUN_RECIPE, ["training.resume_from=null",
+                                                        f"training.output_dir={tmp_path / 'rl'}"])).setup()
+    order = PromptOrder(len(rl.rows), 0)
+    seen = {rl.rows[i]["question"] for _ in range(2) for i in order.take(4)}  # an RL run's two batches
+    assert pairs and {p["question"] for p in pairs} <= seen
+    for p in pairs:  # the demo's reward is 1 for the right tagged answer, else 0: chosen right, rejected wrong
+        scores = rl._rewards([p["chosen"], p["rejected"]], [[], []], [p, p]).total
+        assert scores == [1.0, 0.0]
+    curve = result["runs"][0]["curve"]
+    assert [step for step, _ in curve] == [0, 1, 2]
+    rl.policy.adapter.model.eval()
+    assert curve[0][1] == rl.held_out_rewards(rl.eval_engine)["eval/reward"]  # step 0: the start, as RL evaluates
+    assert json.loads((run / compare.RUN_RECORD).read_text())["pairs"] == len(pairs)

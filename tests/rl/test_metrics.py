@@ -59,7 +59,8 @@ def test_rl_metrics_are_the_readme_table(tmp_path):
               "algorithm.loss=clipped", "training.max_steps=4", "training.save_steps=100", "training.eval_steps=2",
               "logging.logging_steps=2"]
     Trainer(recipe(tmp_path / "rewards", *common, "data.eval_dataset=synthetic_addition",
-                   "data.eval_dataset_config='2'", "data.eval_limit=2")).setup().train()
+                   "data.eval_dataset_config='2'", "data.eval_limit=2",  # + the value model's metrics
+                   "algorithm.estimator=trajectory", "algorithm.value_model=policy")).setup().train()
     Trainer(recipe(tmp_path / "benchmark", *common, "training.max_steps=2", "data.eval_benchmark=gsm8k",
                    f"data.eval_data_files={GSM8K_TEST}", "data.eval_limit=2",  # + TraceRL's and IGPO's metrics
                    "algorithm.difficulty_filter=[0.0, 1.0]", "algorithm.inpaint_column=completion")).setup().train()
