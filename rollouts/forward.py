@@ -35,6 +35,10 @@ class StepForward:
         self.batch = x.shape[0]
         self.attn = attention_mask if cfg_scale == 0 else torch.cat([attention_mask, attention_mask])
         self.positions = position_ids_from_mask(self.attn, self.attn.shape[0], self.attn.shape[1], x.device)
+        self.visible = None if bool(self.attn.all()) else self.attn  # no padding: the model needs no mask
+        # with padding a native model is told so once, rather than checking the mask at every step
+        self.mask_kwargs = {"padded": True} if self.visible is not None and isinstance(adapter.model,
+                                                                                         BidirectionalLM) else {}
         self.prompt_region = torch.zeros_like(self.attn, dtype=torch.bool)
         self.prompt_region[self.batch:, :prompt_length] = cfg_scale > 0  # rows of the unconditional half
         self.past: KVCache | None = None
@@ -62,10 +66,11 @@ class StepForward:
         self.nfe += 1
         inputs = self._inputs(x)
         if self.cache_mode == "none":
-            return self._guide(self.adapter.logits(inputs, self.attn)[:, self.lo:]).float()
+            raw = self.adapter.model(inputs, attention_mask=self.visible, **self.mask_kwargs)
+            return self._guide(self.adapter.logits_from_raw(raw)[:, self.lo:]).float()
         start = self.lo - self.shift
         if self.past is None:  # the block's first step: one full pass, keep the context's keys/values
-            raw, kv = self.adapter.model(inputs, attention_mask=self.attn, return_kv=True)
+            raw, kv = self.adapter.model(inputs, attention_mask=self.visible, return_kv=True, **self.mask_kwargs)
             self.past = kv.slice(0, start)
             if self.cache_mode == "dual":
                 self.past = self.past.cat(kv.slice(self.hi))
@@ -74,7 +79,8 @@ class StepForward:
             logits = self.adapter.logits_from_raw(raw)[:, self.lo:]
             return self._guide(logits if self.cache_mode == "prefix" else logits[:, : self.hi - self.lo]).float()
         end = self.hi if self.cache_mode == "dual" else inputs.shape[1]
-        raw = self.adapter.model(inputs[:, start:end], attention_mask=self.attn[:, start:end],
-                                 position_ids=self.positions[:, start:end], past=self.past)
+        raw = self.adapter.model(inputs[:, start:end], past=self.past, position_ids=self.positions[:, start:end],
+                                 attention_mask=None if self.visible is None else self.attn[:, start:end],
+                                 **self.mask_kwargs)
         # with a shift, raw output j (position start + j) scores position start + j + 1 = lo + j
         return self._guide(raw[:, : end - self.lo]).float()

@@ -78,13 +78,11 @@ def policy_logprobs(policy: torch.Tensor, temperature: float) -> torch.Tensor:
 
 
 def committed_logp(policy: torch.Tensor, x0: torch.Tensor, commit: torch.Tensor, temperature: float) -> torch.Tensor:
-    """log p(x0) under the policy at the committed positions only (zeros elsewhere): the record's
-    rollout log-probs, without normalising the rows that are not committed."""
-    out = torch.zeros(commit.shape, device=policy.device)
-    if bool(commit.any()):
-        logp = policy_logprobs(policy[commit], temperature)
-        out[commit] = logp.gather(-1, x0[commit].unsqueeze(-1)).squeeze(-1)
-    return out
+    """log p(x0) under the policy at the committed positions (zeros elsewhere): the record's rollout log-probs.
+    Every position is normalised, committed or not, so no step asks the device which are (a host synchronisation
+    on a GPU); each position's value is its own row's log-softmax either way."""
+    logp = policy_logprobs(policy, temperature).gather(-1, x0.unsqueeze(-1)).squeeze(-1)
+    return torch.where(commit, logp, 0.0)
 
 
 def propose(raw: torch.Tensor, policy: torch.Tensor, x0: torch.Tensor, cfg: SamplerConfig,
@@ -244,10 +242,13 @@ def _decode(adapter: ModelAdapter, prompt_ids: torch.Tensor, prompt_mask: torch.
         if fixed is not None:  # per row: only the block's free positions are scheduled
             row_counts = llada_commit_counts((completion[:, block.lo: block.hi] == mask_id).sum(1), n_steps)
         running_conf = torch.zeros(batch, block.hi - block.lo, device=device)  # RCR's C within the block
+        # under a fixed schedule exactly sum(counts[i:]) masks are left at step i, known without asking the device
+        # (a host synchronisation per step on a GPU); threshold decoding, early commit and inpainting must ask
+        may_run_out = cfg.threshold is not None or cfg.early_commit or fixed is not None
         for i in range(n_steps):
             cur = completion[:, block.lo: block.hi]
             candidates = cur == mask_id
-            if not bool(candidates.any()):
+            if (not bool(candidates.any())) if may_run_out else sum(block.counts[i:]) == 0:
                 break
             k = block.counts[i] if cfg.threshold is None else 1
             if fixed is not None:
@@ -297,7 +298,7 @@ def _decode(adapter: ModelAdapter, prompt_ids: torch.Tensor, prompt_mask: torch.
                     _prophet(logits, completion, block.lo, cfg, mask_id, eos_id, generator, rec, step)
             if rec is not None:
                 newly_done = ~(completion == mask_id).any(1) & (rec.finished_at < 0)
-                rec.finished_at[newly_done] = step + 1
+                rec.finished_at = torch.where(newly_done, step + 1, rec.finished_at)  # no host synchronisation
             step += 1
 
     if rec is not None:

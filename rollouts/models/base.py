@@ -165,18 +165,20 @@ class BidirectionalLM(PreTrainedModel):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 position_ids: torch.Tensor | None = None, past: KVCache | None = None,
-                return_kv: bool = False, return_dict: bool = False):
+                return_kv: bool = False, return_dict: bool = False, padded: bool = False):
         """Logits [B, T, V] for ``input_ids`` (``return_dict=True``: a ``MaskedLMOutput``).
 
         With ``past``, the tokens attend to the cached context as well as to each other; pass their
         ``position_ids`` (they no longer start at 0). With ``return_kv``, also return a cache of this
-        pass's keys/values (masked like ``attention_mask``), to be sliced into prefix/suffix caches.
+        pass's keys/values (masked like ``attention_mask``), to be sliced into prefix/suffix caches. ``padded``: the
+        caller knows the masks hide some position, so they are used without checking (a host synchronisation).
         """
-        hidden, ctx, active = self._trunk(input_ids, attention_mask, position_ids, past, return_kv)
+        hidden, ctx, active = self._trunk(input_ids, attention_mask, position_ids, past, return_kv, padded)
         logits = F.linear(hidden, self.parts()[3])
         if self.arch.scale_logits:
             logits = logits * (1.0 / math.sqrt(self.arch.hidden_size))
-        kv = KVCache([k for k, _ in ctx.collect], [v for _, v in ctx.collect], active) if return_kv else None
+        kv = (KVCache([k for k, _ in ctx.collect], [v for _, v in ctx.collect], active, all_visible=ctx.mask is None)
+              if return_kv else None)
         out = MaskedLMOutput(logits=logits) if return_dict else logits
         return (out, kv) if return_kv else out
 
@@ -184,7 +186,7 @@ class BidirectionalLM(PreTrainedModel):
         """The final normalised hidden states [B, T, H] the output head reads (a value head reads them too)."""
         return self._trunk(input_ids, attention_mask, None, None, False)[0]
 
-    def _trunk(self, input_ids, attention_mask, position_ids, past, return_kv):
+    def _trunk(self, input_ids, attention_mask, position_ids, past, return_kv, padded=False):
         """Embedding, blocks and final norm: (hidden states [B, T, H], the attention context, active keys)."""
         embed, blocks, norm, _ = self.parts()
         b, t = input_ids.shape
@@ -195,9 +197,12 @@ class BidirectionalLM(PreTrainedModel):
         cos, sin = rotary_cos_sin(position_ids, self.arch.head_dim, self.arch.rope_theta)
         active = (torch.ones(b, t, dtype=torch.bool, device=input_ids.device) if attention_mask is None
                   else attention_mask.bool())
-        keys = active if past is None else torch.cat([past.mask, active], dim=1)
-        ctx = AttentionContext(cos, sin, None if bool(keys.all()) else keys[:, None, None, :], past,
-                               [] if return_kv else None)
+        if attention_mask is None and (past is None or past.all_visible):
+            mask = None  # everything visible, known without asking the device (a host synchronisation on a GPU)
+        else:
+            keys = active if past is None else torch.cat([past.mask, active], dim=1)
+            mask = keys[:, None, None, :] if padded or not bool(keys.all()) else None
+        ctx = AttentionContext(cos, sin, mask, past, [] if return_kv else None)
         x = embed(input_ids)
         for i, block in enumerate(blocks):
             if self.gradient_checkpointing and self.training and torch.is_grad_enabled():

@@ -25,6 +25,7 @@ class KVCache:
     values: list[torch.Tensor]  # per layer [B, H_kv, T, D]
     mask: torch.Tensor          # [B, T] bool: True = may be attended to
     room: int = 0               # free slots after the context in every buffer (keys/values are [B, H_kv, T + room, D])
+    all_visible: bool = False   # every position may be attended to (known on the host: no need to read ``mask``)
 
     @property
     def length(self) -> int:
@@ -36,7 +37,8 @@ class KVCache:
             buffer = t.new_empty(*t.shape[:2], self.length + active, t.shape[3])
             buffer[:, :, : self.length] = t[:, :, : self.length]
             return buffer
-        return KVCache([grow(k) for k in self.keys], [grow(v) for v in self.values], self.mask, active)
+        return KVCache([grow(k) for k in self.keys], [grow(v) for v in self.values], self.mask, active,
+                       self.all_visible)
 
     def extend(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Keys and values [B, H_kv, T + T_active, D] of the context then the active tokens ``k``, ``v``: written into
@@ -50,9 +52,10 @@ class KVCache:
 
     def slice(self, lo: int, hi: int | None = None) -> "KVCache":
         """Positions lo:hi (of the sequence the cache was computed on)."""
-        return KVCache([k[:, :, lo:hi] for k in self.keys], [v[:, :, lo:hi] for v in self.values], self.mask[:, lo:hi])
+        return KVCache([k[:, :, lo:hi] for k in self.keys], [v[:, :, lo:hi] for v in self.values], self.mask[:, lo:hi],
+                       all_visible=self.all_visible)
 
     def cat(self, other: "KVCache") -> "KVCache":
         return KVCache([torch.cat([a, b], 2) for a, b in zip(self.keys, other.keys)],
                        [torch.cat([a, b], 2) for a, b in zip(self.values, other.values)],
-                       torch.cat([self.mask, other.mask], 1))
+                       torch.cat([self.mask, other.mask], 1), all_visible=self.all_visible and other.all_visible)

@@ -234,3 +234,17 @@ def test_early_stop_keeps_replay_exact_and_records_every_position():
     assert not (traj.completion_ids == MASK).any() and (traj.commit_step >= 0).all()
     assert traj.completion_ids[0].tolist() == [65, 66, 67] + [EOS] * 5
     assert torch.equal(traj.state(int(traj.commit_step.max()) + 1)[:, 3:], traj.completion_ids)
+
+
+@pytest.mark.parametrize("extra", [{}, {"schedule": "dream"}, {"cache": "dual"}, {"cfg_scale": 0.5}])
+def test_fixed_schedules_ask_the_device_nothing_per_step(extra, monkeypatch):
+    # on a GPU every bool(tensor) waits for the device; a fixed schedule knows how many masks are left without it
+    # (RCR still does: its re-mask events, of varying size, are gathered with nonzero)
+    adapter = make_tiny("llada", seed=6)
+    ids, mask = left_pad([[5, 6, 7], [30, 31]], adapter.pad_id)
+    cfg = SamplerConfig(max_completion_length=32, diffusion_steps=32, block_length=16, temperature=0.5, **extra)
+    calls = []
+    real = torch.Tensor.__bool__
+    monkeypatch.setattr(torch.Tensor, "__bool__", lambda self: calls.append(1) or real(self))
+    traj = sample(adapter, ids, mask, cfg)
+    assert traj.nfe >= 30 and len(calls) <= 4  # per block or per rollout, not per step (Dream's skips 2 empty steps)
