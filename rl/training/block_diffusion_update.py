@@ -1,0 +1,130 @@
+"""Policy updates for DiffusionGemma (block diffusion with uniform noise; ``rollouts/diffusion_gemma.py``): one unit per
+recorded decoding step, scored as the log-probability of the samples the step accepted.
+
+For row b, canvas c and step k, with x_k the recorded decoder input, s_k the rollout policy's self-conditioning
+(its previous step's logits, replayed before the update), T_k the step's temperature and A_k its accepted set:
+
+    ℓ_k(θ) = Σ_{i ∈ A_k} log softmax(f_θ(x_k, s_k) / T_k)[y_k,i]          (``accepted_logprobs``)
+    ρ_k = exp(ℓ_k(θ) − ℓ_k(θ_old))                                      one importance ratio per step
+    loss = (1 / rows) Σ_b (1 / |U_b|) Σ_{k ∈ U_b} L(ρ_k, A_b)            L: the registered loss (``clipped``:
+                                                                        −min(ρA, clip(ρ, 1 − ε, 1 + ε_high) A))
+
+U_b: the selected steps (``step_selection`` ``all``, or ``random`` / ``every_k`` with ``step_k`` per canvas) at which
+row b was still refining and accepted something; A_b: its group advantage (``rl/algorithms/advantages.py``). The
+old log-probs and the self-conditioning of every iteration are computed before the first update.
+
+What the objective ignores: the gradient through self-conditioning (s_k is an input, not differentiated), the
+acceptance rule (A_k is taken as recorded; it depends on θ only through entropies, as a set), the re-noising
+(independent of θ), the stopping rule, and that the kept canvas is its last step's argmax rather than a sample. It is
+the trajectory estimator's per-step policy gradient carried over: the likelihood of the choices the sampler made,
+at the states it visited. Memory: each canvas's selected steps are backpropagated together (the encoder cache of
+the prompt and earlier canvases with them), one canvas at a time; the loss is a weighted sum of per-step terms, so
+this is exact. Not yet: a KL term (``beta`` > 0) and mini-batches (``num_minibatches`` > 1) are refused.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from unmask.rl.algorithms.objective import POLICY_LOSSES
+from unmask.rollouts.diffusion_gemma import BlockDiffusionRecord, accepted_logprobs, replay_logits
+
+
+@dataclass
+class BlockDiffusionBatch:
+    """What one update consumes: the rollout record, rewards [B] and groups of ``group_size`` consecutive rows."""
+
+    record: BlockDiffusionRecord
+    rewards: torch.Tensor
+    group_size: int
+    mask_seeds: list[int]                     # one per inner iteration (the random step selection)
+    advantages: torch.Tensor | None = None    # [B], set by an advantage estimator (``compute_advantages``)
+    keep: torch.Tensor | None = None          # [B] bool: rows in the loss
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return self.rewards.shape[0]
+
+
+@dataclass
+class StepPlan:
+    steps: list[list[int]]                    # per canvas: the step indices scored
+    replayed: list[torch.Tensor]              # per canvas: [B, N', L, V] the rollout policy's logits (s_k)
+    old: list[torch.Tensor]                   # per canvas: [B, len(steps)] ℓ_k(θ_old)
+    scored: list[torch.Tensor]                # per canvas: [B, len(steps)] bool: the step is in U_b
+
+
+def select_steps(refining: torch.Tensor, settings, generator: torch.Generator) -> list[int]:
+    """Indices of the steps of one canvas to score (shared by the rows): ``refining`` [B, N]."""
+    active = [j for j in range(refining.shape[1]) if bool(refining[:, j].any())]
+    rule, k = settings.step_selection, settings.step_k
+    if rule == "all":
+        return active
+    if rule == "every_k":
+        return active[::k]
+    if rule == "random":
+        order = torch.randperm(len(active), generator=generator)[:k].sort().values
+        return [active[i] for i in order.tolist()]
+    raise ValueError(f"algorithm.step_selection {rule!r} is not available for DiffusionGemma; use all, every_k or "
+                     f"random")
+
+
+class BlockDiffusionUpdate:
+    """``num_iterations`` optimizer steps on one batch of DiffusionGemma rollouts (see the module docstring)."""
+
+    def __init__(self, model, settings):
+        if settings.beta > 0 or settings.num_minibatches > 1:
+            raise ValueError("the DiffusionGemma update has no KL term and takes one optimizer step per iteration: "
+                             "set algorithm.beta: 0 and algorithm.num_minibatches: 1")
+        self.model, self.settings = model, settings
+        self.loss = POLICY_LOSSES.get(settings.loss, "algorithm.loss")
+
+    @torch.no_grad()
+    def plan(self, batch: BlockDiffusionBatch) -> list[StepPlan]:
+        """Every iteration's steps, self-conditioning and old log-probs, before any update."""
+        rec, model = batch.record, self.model
+        was_training = model.training
+        model.eval()
+        replayed = [replay_logits(model, rec, c) for c in range(rec.canvases)]
+        plans = []
+        for j in range(self.settings.num_iterations):
+            g = torch.Generator().manual_seed(int(batch.mask_seeds[j]))
+            steps = [select_steps(rec.refining[:, c], self.settings, g) for c in range(rec.canvases)]
+            old = [accepted_logprobs(model, rec, c, s, replayed[c]) if s else None for c, s in enumerate(steps)]
+            scored = [(rec.refining[:, c, s] & rec.accepted[:, c, s].any(-1)) for c, s in enumerate(steps)]
+            plans.append(StepPlan(steps, replayed, old, scored))
+        model.train(was_training)
+        return plans
+
+    def run(self, batch: BlockDiffusionBatch, optimizer_step: Callable[[], None]) -> dict[str, float]:
+        if batch.advantages is None or batch.advantages.dim() != 1:
+            raise ValueError("compute per-row advantages first (rl.algorithms.advantages.compute_advantages)")
+        plans = self.plan(batch)
+        self.model.train()
+        history = []
+        for plan in plans:
+            keep = batch.keep if batch.keep is not None else torch.ones(batch.size, dtype=torch.bool)
+            units = sum(s.sum(1) for s in plan.scored) if plan.scored else torch.zeros(batch.size)
+            rows = int((keep & (units > 0)).sum())
+            weight = keep.float() / units.clamp(min=1) / max(rows, 1)                 # [B]: 1 / (|U_b| · rows)
+            total, clipped, count = 0.0, 0.0, 0.0
+            for c, steps in enumerate(plan.steps):
+                if not steps:
+                    continue
+                new = accepted_logprobs(self.model, batch.record, c, steps, plan.replayed[c])
+                mask = plan.scored[c] & keep[:, None]
+                per_step, info = self.loss(new.unsqueeze(-1), plan.old[c].unsqueeze(-1), batch.advantages.float()
+                                           .unsqueeze(1).expand_as(new), mask.unsqueeze(-1), self.settings)
+                loss = (per_step.squeeze(-1) * mask * weight[:, None]).sum()
+                loss.backward()
+                total += float(loss.detach())
+                region = info.get("clip_ratio/region_mean")
+                if region is not None:
+                    clipped += float((region.squeeze(-1) & mask).sum())
+                count += float(mask.sum())
+            optimizer_step()
+            history.append({"loss": total, "clip_ratio/region_mean": clipped / max(count, 1.0), "units": count})
+        return {k: sum(h[k] for h in history) / len(history) for k in history[0]}

@@ -1,0 +1,142 @@
+"""The DiffusionGemma policy update: on-policy its gradient is the policy gradient of the accepted samples, off-policy
+its loss is the clipped per-step formula on hand-checked ratios, and RL on a tiny model raises a reward."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+pytest.importorskip("transformers.models.diffusion_gemma")
+
+from unmask.rl.algorithms.advantages import compute_advantages  # noqa: E402
+from unmask.rl.training.block_diffusion_update import BlockDiffusionBatch, BlockDiffusionUpdate  # noqa: E402
+from unmask.rollouts.adapter import left_pad  # noqa: E402
+from unmask.rollouts.diffusion_gemma import (  # noqa: E402
+    BlockDiffusionConfig,
+    accepted_logprobs,
+    replay_logits,
+    sample,
+    tiny_diffusion_gemma,
+)
+
+from ..toy import algorithm  # noqa: E402
+
+PROMPTS = [[2, 10, 11, 12, 13], [2, 20, 21]]
+SETTINGS = dict(max_new_tokens=16, max_denoising_steps=4, entropy_bound=3.0)
+
+
+def rollout(model, groups: int, seed: int, **settings):
+    ids, mask = left_pad([p for p in PROMPTS for _ in range(groups)], 0)
+    cfg = BlockDiffusionConfig(**{**SETTINGS, **settings})
+    return sample(model, ids, mask, cfg, generator=torch.Generator().manual_seed(seed))
+
+
+def batch_of(record, rewards, groups, settings, seeds=(0, 1)):
+    batch = BlockDiffusionBatch(record, torch.tensor(rewards, dtype=torch.float32), groups, list(seeds))
+    return compute_advantages(batch, settings)
+
+
+def grads(model) -> dict[str, torch.Tensor]:
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_on_policy_the_gradient_is_the_policy_gradient_of_the_accepted_samples():
+    model = tiny_diffusion_gemma(seed=1)
+    record = rollout(model, 2, seed=3)
+    settings = algorithm("diffu_grpo", beta=0.0, num_iterations=1, step_selection="all", loss="clipped")
+    batch = batch_of(record, [1.0, 0.0, 0.5, 0.0], 2, settings)
+    model.zero_grad()
+    BlockDiffusionUpdate(model, settings).run(batch, lambda: None)
+    ours = grads(model)
+    model.zero_grad()
+    # −(1/rows) Σ_b A_b (1/|U_b|) Σ_k ∇ℓ_k, with ℓ_k straight from accepted_logprobs
+    per_canvas = []
+    for c in range(record.canvases):
+        steps = [j for j in range(record.refining.shape[2]) if bool(record.refining[:, c, j].any())]
+        replayed = replay_logits(model, record, c)
+        live = record.refining[:, c, steps] & record.accepted[:, c, steps].any(-1)
+        per_canvas.append((accepted_logprobs(model, record, c, steps, replayed), live))
+    units = sum(live.sum(1) for _, live in per_canvas)
+    rows = int((units > 0).sum())
+    total = sum((logp * live * (batch.advantages / units.clamp(min=1))[:, None]).sum() for logp, live in per_canvas)
+    (-total / rows).backward()
+    want = grads(model)
+    assert ours.keys() == want.keys() and any(float(g.abs().max()) > 0 for g in want.values())
+    for name in want:
+        torch.testing.assert_close(ours[name], want[name], atol=1e-6, rtol=1e-5, msg=name)
+
+
+def test_off_policy_the_loss_is_the_clipped_per_step_formula():
+    model = tiny_diffusion_gemma(seed=2)
+    record = rollout(model, 2, seed=4)
+    settings = algorithm("diffu_grpo", beta=0.0, num_iterations=2, step_selection="random", step_k=2,
+                         loss="clipped", epsilon=0.2)
+    batch = batch_of(record, [1.0, 0.0, 0.0, 1.0], 2, settings, seeds=(5, 6))
+    update = BlockDiffusionUpdate(model, settings)
+    plans = update.plan(batch)
+    assert all(len(s) <= 2 for s in plans[1].steps)
+    optimizer = torch.optim.SGD(model.parameters(), lr=3.0)
+    losses = []
+    real_plan = update.plan
+    update.plan = lambda b: plans  # the same plans as computed above, before any update
+
+    def step():
+        optimizer.step()
+        optimizer.zero_grad()
+        if not losses:  # after the first iteration's step: the second one's loss by hand, from its ratios
+            with torch.no_grad():
+                want, clipped_any = 0.0, False
+                units = sum(s.sum(1) for s in plans[1].scored)
+                for c, steps in enumerate(plans[1].steps):
+                    if not steps:
+                        continue
+                    new = accepted_logprobs(model, record, c, steps, plans[1].replayed[c])
+                    ratio = torch.exp(new - plans[1].old[c])
+                    a = batch.advantages[:, None]
+                    term = -torch.minimum(ratio * a, ratio.clamp(0.8, 1.2) * a)
+                    clipped_any |= bool(((ratio - 1).abs() > 0.2)[plans[1].scored[c]].any())
+                    want += float((term * plans[1].scored[c] / units.clamp(min=1)[:, None]).sum()) / 4
+                losses.append((want, clipped_any))
+    metrics = update.run(batch, step)
+    update.plan = real_plan
+    want, clipped_any = losses[0]
+    assert clipped_any  # the step moved the policy out of the trust region somewhere
+    # the run's mean loss over the two iterations; the first is on-policy: −mean of A over the units = 0 per group
+    first = -float(sum((batch.advantages[:, None] * s / sum(x.sum(1) for x in plans[0].scored).clamp(min=1)[:, None])
+                       .sum() for s in plans[0].scored)) / 4
+    assert metrics["loss"] == pytest.approx((first + want) / 2, abs=1e-5)
+
+
+def test_refuses_what_it_does_not_do():
+    model = tiny_diffusion_gemma(seed=0)
+    with pytest.raises(ValueError, match="no KL term"):
+        BlockDiffusionUpdate(model, algorithm("diffu_grpo", beta=0.04))
+    with pytest.raises(ValueError, match="not available for DiffusionGemma"):
+        record = rollout(model, 1, seed=0)
+        settings = algorithm("diffu_grpo", beta=0.0, step_selection="merge")
+        BlockDiffusionUpdate(model, settings).plan(batch_of(record, [1.0, 0.0], 1, settings))
+
+
+@pytest.mark.parametrize("model_seed", [0, 1, 2])
+def test_rl_raises_a_reward_on_a_tiny_model(model_seed):
+    # reward: the share of the kept tokens below 32 (a quarter of the vocabulary); every position accepted each step
+    # (entropy_bound 100), 15 batches of 2 prompts × 4. Measured best-evaluation gains 0.40, 0.23 and 0.09 for seeds
+    # 0, 1, 2, the same with 1 and 2 threads; asked: 0.05
+    def reward(record):
+        return (record.sequences[:, record.prompt_ids.shape[1]:] < 32).float().mean(1)
+
+    def evaluate():
+        with torch.no_grad():
+            return float(torch.stack([reward(rollout(model, 4, 1000 + s, entropy_bound=100.0)).mean()
+                                      for s in range(3)]).mean())
+    model = tiny_diffusion_gemma(seed=model_seed)
+    settings = algorithm("diffu_grpo", beta=0.0, num_iterations=1, step_selection="all", loss="clipped")
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    update = BlockDiffusionUpdate(model, settings)
+    start, curve = evaluate(), []
+    for i in range(15):
+        record = rollout(model, 4, i, entropy_bound=100.0)
+        update.run(batch_of(record, reward(record).tolist(), 4, settings, seeds=(i,)),
+                   lambda: (optimizer.step(), optimizer.zero_grad()))
+        if i % 5 == 4:
+            curve.append(evaluate())
+    assert max(curve) > start + 0.05, (start, curve)
