@@ -10,6 +10,9 @@ methods that decode differently (CJ-GRPO's ASS, JustGRPO's left to right) start 
 decode their own way, whatever the recipe's ``rollout.diffusion_steps`` (see :func:`method_recipe`;
 ``--method-override cj_grpo:rollout.diffusion_steps=N`` still sets it).
 
+VRPO (``vrpo``) is not an RL method: its runs (``OUT/vrpo/seed<k>``) learn from preference pairs of the start model's
+rollouts of the same prompts, with ``unmask dpo``'s trainer, evaluated the same way (``compare_vrpo.py``).
+
 Resumable: a run writes ``compare-run.json`` when it finishes and is then never redone; an unfinished one
 resumes from its last checkpoint (``training.resume_from=latest``). A run folder that holds a run of another
 recipe (other overrides, start or steps) is refused rather than mixed in.
