@@ -35,7 +35,8 @@ def add_train_parser(sub) -> None:
                       "rollout.block_length=64", run_train)
     add_recipe_parser(sub, "sft", "masked-diffusion SFT from a YAML recipe (recipes/sft/; one process: CPU or one GPU)",
                       "training.max_steps=100 sft.completion_length=128", run_train)
-    add_recipe_parser(sub, "dpo", "VRPO preference optimisation from a YAML recipe (recipes/dpo/; one process)",
+    add_recipe_parser(sub, "dpo", "VRPO preference optimisation from a YAML recipe (recipes/dpo/; one process; "
+                      "sharded: deepspeed --module unmask.rl.dpo)",
                       "training.max_steps=100 dpo.elbo_samples=4", run_train)
 
 

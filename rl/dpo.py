@@ -127,3 +127,10 @@ class DpoTrainer(SftTrainer):
 
 def dpo(cfg: DpoRecipeConfig, log=print) -> dict[str, float]:
     return DpoTrainer(cfg, log).setup().train()
+
+
+if __name__ == "__main__":  # deepspeed --num_gpus N --module unmask.rl.dpo RECIPE (see rl/train.py)
+    import sys
+
+    from .train import main
+    sys.exit(main(command="dpo"))

@@ -29,14 +29,17 @@ Deterministic given ``training.seed``: a from-scratch model's weights, the row o
 optimizer step s, micro-batch m (a generator seeded by (seed, s, m)); so under a constant LR after the
 warm-up, a run stopped by ``sft.max_minutes`` is a prefix of the ``max_steps`` run. Checkpoints hold the
 model, optimizer, schedule, RNG states, the row order's position and the resolved recipe
-(``rl/training/checkpoint.py``), so a resumed run continues exactly. Simplifications: one process (no
-DeepSpeed); evaluation is the SFT loss on held-out rows with fixed masks — ``held_out_accuracy`` scores
-the bundled task with the demo's RL reward, ``unmask eval`` a benchmark.
+(``rl/training/checkpoint.py``), so a resumed run continues exactly. Under DeepSpeed ZeRO (``deepspeed --module
+unmask.rl.sft RECIPE``; ``unmask.rl.dpo`` for DPO) every rank takes its own rows of each step and its own masks (rank
+0's are those of one process); a resumed run needs the same number of ranks. Simplifications: evaluation is the SFT
+loss on held-out rows with fixed masks — ``held_out_accuracy`` scores the bundled task with the demo's RL reward,
+``unmask eval`` a benchmark.
 """
 from __future__ import annotations
 
 import inspect
 import math
+import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -48,7 +51,7 @@ import torch.nn.functional as F
 from unmask.rewards import answer_tag_exact
 from unmask.rewards.registry import suggest
 from unmask.rl.training import checkpoint as ckpt
-from unmask.rl.training.distributed import SingleProcess
+from unmask.rl.training.distributed import make_backend, rank_device
 from unmask.rl.training.logger import MetricsLogger
 from unmask.rl.training.optim import make_optimizer, make_schedule
 from unmask.rl.training.policy import build_policy, check_4bit, check_lora_targets
@@ -189,7 +192,8 @@ class SftTrainer:
             self.cfg = cfg = replace(cfg, model=replace(cfg.model, name_or_path=str(init)))
         self.lora_targets = check_lora_targets(cfg.model)  # the checkpoint exists; LoRA targets match its layers
         t = cfg.training
-        rows_per_step = t.per_device_train_batch_size * t.gradient_accumulation_steps
+        ranks = int(os.environ.get("WORLD_SIZE", "1"))  # DeepSpeed: every rank takes its own rows of a step
+        rows_per_step = t.per_device_train_batch_size * t.gradient_accumulation_steps * ranks
         self.max_steps = t.max_steps or math.ceil(t.num_train_epochs * len(self.rows) / rows_per_step)
 
     # ---- the hooks ``unmask dpo`` replaces --------------------------------------------------------------
@@ -218,9 +222,12 @@ class SftTrainer:
     def setup(self) -> "SftTrainer":
         cfg, t = self.cfg, self.cfg.training
         seed_everything(t.seed)
-        self.policy = build_policy(cfg.model, t, self.reference_beta, self.lora_targets, self.log)
+        self.backend = make_backend(t)
+        if not self.backend.is_main:
+            self.log = lambda *args, **kwargs: None
+        self.policy = build_policy(cfg.model, t, self.reference_beta, self.lora_targets, self.log,
+                                   device=rank_device(self.backend, cfg.model.device))
         self.adapter = self.policy.adapter
-        self.backend = SingleProcess()
         optimizer = make_optimizer(self.policy.trainable, t)
         self.backend.wrap(self.adapter.model, optimizer, make_schedule(optimizer, t, self.max_steps), t, t.bf16)
         self.order = PromptOrder(len(self.rows), t.seed)
@@ -229,11 +236,15 @@ class SftTrainer:
         if resume is not None:
             self.log(f"resuming from {resume}")
             state = ckpt.load_trainer_state(resume)
+            if state.get("world_size", 1) != self.backend.world_size:
+                raise ValueError(f"{resume} was written by {state.get('world_size', 1)} ranks; resume it with the "
+                                 f"same number (now {self.backend.world_size})")
             self.backend.load_training_state(resume, self.policy)
-            ckpt.set_rng_state(ckpt.load_rng_state(resume))
+            ckpt.set_rng_state(ckpt.load_rng_state(resume, self.backend.rank))
             self.global_step, run_id = state["global_step"], state["run_id"]
             self.order.load_state_dict(state["order"])
-        self.logger = MetricsLogger(t.output_dir, cfg.logging.report_to, project=cfg.logging.project,
+        sinks = cfg.logging.report_to if self.backend.is_main else []
+        self.logger = MetricsLogger(t.output_dir, sinks, project=cfg.logging.project,
                                     run_name=cfg.logging.run_name, config=to_dict(cfg), run_id=run_id,
                                     resume_step=self.global_step if resume is not None else None,
                                     max_steps=self.max_steps, log=self.log)
@@ -253,20 +264,24 @@ class SftTrainer:
         checkpoint every ``training.save_steps`` and where it stops; return the last step's metrics."""
         t, model, last = self.cfg.training, self.adapter.model, {}
         minutes, began = self.objective.max_minutes, time.perf_counter()
-        accumulation = t.gradient_accumulation_steps
+        accumulation, size, b = t.gradient_accumulation_steps, t.per_device_train_batch_size, self.backend
         while self.global_step < self.max_steps:
             model.train()
             start, total, tokens, extra = time.perf_counter(), 0.0, 0, {}
-            for m in range(accumulation):
-                rows = [self.rows[i] for i in self.order.take(t.per_device_train_batch_size)]
-                with self.backend.autocast(self.adapter.device, t.bf16):
-                    loss, count, info = self.batch_loss(rows, self._generator(self.global_step, m))
-                    loss = loss / accumulation
-                self.backend.backward(loss)
-                total += float(loss.detach())
-                tokens += count
-                for key, value in info.items():
-                    extra[key] = extra.get(key, 0.0) + value / accumulation
+            with b.accumulate():  # DeepSpeed: one gradient reduction per step
+                for m in range(accumulation):  # every rank draws the step's rows in the same order, takes its own
+                    rows = [self.rows[i] for i in self.order.take(size * b.world_size)[b.rank * size:][:size]]
+                    with b.autocast(self.adapter.device, t.bf16):
+                        key = (self.global_step, m, *([b.rank] if b.rank else []))  # rank 0: one process's masks
+                        loss, count, info = self.batch_loss(rows, self._generator(*key))
+                        loss = loss / accumulation
+                    b.backward(loss)  # DeepSpeed averages the ranks' gradients: the mean over all their rows
+                    total += float(loss.detach())
+                    tokens += count
+                    for key, value in info.items():
+                        extra[key] = extra.get(key, 0.0) + value / accumulation
+            if b.world_size > 1:  # the ranks' means
+                total, extra = b.sum(total) / b.world_size, {k: b.sum(v) / b.world_size for k, v in extra.items()}
             lr = self.backend.scheduler.get_last_lr()[0]
             grad_norm = self.backend.step()
             self.global_step += 1
@@ -276,7 +291,7 @@ class SftTrainer:
                     "epoch": self.order.epochs_done, "tokens_per_second": tokens / (time.perf_counter() - start)}
             if self.eval_rows is not None and t.eval_steps and self.global_step % t.eval_steps == 0:
                 last.update(self.evaluate())
-            timed_out = minutes is not None and time.perf_counter() - began >= 60 * minutes
+            timed_out = minutes is not None and b.sum(time.perf_counter() - began >= 60 * minutes) > 0  # any rank
             final = timed_out or self.global_step == self.max_steps
             if self.global_step % self.cfg.logging.logging_steps == 0 or final:
                 self.logger.metrics(self.global_step, last)
@@ -288,6 +303,7 @@ class SftTrainer:
                 break
         self.save_model()
         self.logger.close()
+        self.backend.close()
         return last
 
     @torch.no_grad()
@@ -305,14 +321,24 @@ class SftTrainer:
         return {key: value / len(self.eval_rows) for key, value in sums.items()}
 
     def save(self) -> Path:
-        t = self.cfg.training
-        tmp = ckpt.begin(t.output_dir, self.global_step)
-        self.policy.save(tmp)  # the model or adapter at the checkpoint's root (Hugging Face layout)
-        self.backend.save_training_state(tmp)
-        ckpt.save_rng(tmp)
-        state = {"global_step": self.global_step, "order": self.order.state_dict(), "run_id": self.logger.run_id}
-        self.last_checkpoint = ckpt.commit(tmp, trainer_state=state, recipe_yaml=to_yaml(self.cfg))
-        ckpt.prune(t.output_dir, t.save_total_limit, {self.last_checkpoint})
+        """A checkpoint; every rank takes part (DeepSpeed state, RNG), the main rank writes the rest and commits."""
+        t, b = self.cfg.training, self.backend
+        tmp = (ckpt.begin(t.output_dir, self.global_step) if b.is_main
+               else Path(t.output_dir) / f"{ckpt.PREFIX}{self.global_step}.tmp")
+        b.barrier()
+        with b.full_state():
+            if b.is_main:
+                self.policy.save(tmp)  # the model or adapter at the checkpoint's root (Hugging Face layout)
+        b.save_training_state(tmp)
+        ckpt.save_rng(tmp, b.rank)
+        b.barrier()
+        self.last_checkpoint = tmp.with_name(tmp.name.removesuffix(".tmp"))
+        if b.is_main:
+            state = {"global_step": self.global_step, "order": self.order.state_dict(), "run_id": self.logger.run_id,
+                     "world_size": b.world_size}
+            self.last_checkpoint = ckpt.commit(tmp, trainer_state=state, recipe_yaml=to_yaml(self.cfg))
+            ckpt.prune(t.output_dir, t.save_total_limit, {self.last_checkpoint})
+        b.barrier()
         return self.last_checkpoint
 
     def save_model(self) -> Path:
@@ -323,3 +349,10 @@ class SftTrainer:
 
 def sft(cfg: SftRecipeConfig, log=print) -> dict[str, float]:
     return SftTrainer(cfg, log).setup().train()
+
+
+if __name__ == "__main__":  # deepspeed --num_gpus N --module unmask.rl.sft RECIPE (see rl/train.py)
+    import sys
+
+    from .train import main
+    sys.exit(main(command="sft"))

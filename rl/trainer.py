@@ -26,7 +26,7 @@ import torch
 from unmask.eval.runner import engine_generator, run_benchmark
 from unmask.rewards import build_rewards, reward_columns, weighted_rewards
 from unmask.rl.training import checkpoint as ckpt
-from unmask.rl.training.distributed import make_backend
+from unmask.rl.training.distributed import make_backend, rank_device
 from unmask.rl.training.logger import MetricsLogger
 from unmask.rl.training.loop import RLStep, Scores, reward_stats
 from unmask.rl.training.optim import make_optimizer, make_schedule
@@ -143,13 +143,7 @@ class Trainer:
                            batches=math.ceil(self.max_steps / a.updates_per_batch))
 
     def _device(self) -> str:
-        """Each rank of a multi-GPU launch takes its own GPU; otherwise the recipe's device."""
-        import os
-        if self.backend.world_size > 1 and torch.cuda.is_available() and self.cfg.model.device in ("auto", "cuda"):
-            local = int(os.environ.get("LOCAL_RANK", "0"))
-            torch.cuda.set_device(local)
-            return f"cuda:{local}"
-        return self.cfg.model.device
+        return rank_device(self.backend, self.cfg.model.device)
 
     # ---- the loop ----------------------------------------------------------------------------------
     def train(self) -> dict[str, float]:

@@ -124,12 +124,12 @@ class SftRecipeConfig:
 
 
 def validate_offline(recipe: Any, where: str, command: str, evaluates: str) -> None:
-    """The checks of a one-process offline recipe (``unmask sft``, ``unmask dpo``): its sections, no DeepSpeed,
-    held-out rows rather than a benchmark."""
+    """The checks of an offline recipe (``unmask sft``, ``unmask dpo``): its sections, held-out rows rather than a
+    benchmark, and under DeepSpeed a starting checkpoint (a from-scratch model is written by one process)."""
     validate_sections(recipe, where)
-    if recipe.training.deepspeed is not None:
-        raise ConfigError(f"{_join(where, 'training.deepspeed')}: unmask {command} runs in one process (CPU or one "
-                          f"GPU); remove training.deepspeed (use LoRA, model.use_peft: true, for large models)")
+    if recipe.training.deepspeed is not None and getattr(getattr(recipe, "sft", None), "init_model", None):
+        raise ConfigError(f"{_join(where, 'training.deepspeed')}: sft.init_model writes its random start model from "
+                          f"one process; run it without DeepSpeed, or start from a checkpoint (model.name_or_path)")
     if recipe.data.eval_benchmark is not None:
         raise ConfigError(f"{_join(where, 'data.eval_benchmark')}: {evaluates} on data.eval_dataset rows; run "
                           f"unmask eval on a checkpoint for benchmark scores")

@@ -204,6 +204,15 @@ class DeepSpeedZero(SingleProcess):
         self.dist.destroy_process_group()
 
 
+def rank_device(backend, device: str) -> str:
+    """Each rank of a multi-GPU launch takes its own GPU; otherwise ``device`` (the recipe's)."""
+    if backend.world_size > 1 and torch.cuda.is_available() and device in ("auto", "cuda"):
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return f"cuda:{local}"
+    return device
+
+
 def make_backend(training_cfg):
     """DeepSpeed when the recipe names a config, else one process (a multi-rank launch needs one)."""
     if training_cfg.deepspeed:

@@ -84,8 +84,8 @@ def test_bad_sft_recipes_fail_before_any_weights_load(tmp_path, monkeypatch):
         SftTrainer(recipe(tmp_path, "sft.completion_column=solution"))
     with pytest.raises(ValueError, match=r"model\.load_in_4bit: .*Set model\.load_in_4bit: false"):
         SftTrainer(recipe(tmp_path, "model.use_peft=true", "model.load_in_4bit=true"))
-    with pytest.raises(ConfigError, match=r"training\.deepspeed: unmask sft runs in one process"):
-        recipe(tmp_path, "training.deepspeed=recipes/deepspeed/zero2.json")
+    with pytest.raises(ConfigError, match=r"training\.deepspeed: sft\.init_model writes its random start model"):
+        recipe(tmp_path, "training.deepspeed=recipes/deepspeed/zero2.json", "sft.init_model={d_model: 32}")
     with pytest.raises(ConfigError, match=r"sft\.completion_lenght.*completion_length"):
         recipe(tmp_path, "sft.completion_lenght=8")
     with pytest.raises(ConfigError, match=r"sft\.completion_length"):
