@@ -119,9 +119,11 @@ class _Canvases:
             config=self.model.config, inputs_embeds=torch.empty(shape, device=new_ids.device), cache=self.cache,
             decoder_attention_mask=self.decoder_mask_2d)
 
-    def decode(self, canvas: torch.Tensor, self_conditioning: torch.Tensor | None, mask: dict) -> torch.Tensor:
+    def decode(self, canvas: torch.Tensor, self_conditioning: torch.Tensor | None, mask: dict,
+               self_conditioning_mask: torch.Tensor | None = None) -> torch.Tensor:
         return self.model(decoder_input_ids=canvas, self_conditioning_logits=self_conditioning,
-                          decoder_attention_mask=mask, cache=self.cache, decoder_position_ids=self.dec_pos).logits
+                          self_conditioning_mask=self_conditioning_mask, decoder_attention_mask=mask, cache=self.cache,
+                          decoder_position_ids=self.dec_pos).logits
 
     def advance(self) -> None:
         n = self.length

@@ -25,6 +25,10 @@ if shutil.which("c++") is None and shutil.which("g++") is None:
 
 RECIPE = REPO / "recipes" / "tiny-cpu.yaml"
 DPO_RECIPE = REPO / "recipes" / "dpo" / "tiny-cpu-dpo.yaml"
+# a reward that varies on the tiny random model (xml_count is 0 there: only the KL term would move the policy), and
+# TraceRL's filters off (its accuracy filter needs 0/1 rewards, its truncation penalty an EOS the model rarely emits)
+SIGNAL = ["algorithm.rewards=[{name: 'tests.rl.test_trainer:digit_fraction'}]", "algorithm.difficulty_filter=null",
+          "algorithm.truncated_reward=null"]
 
 
 def zero_config(tmp: Path, stage: int) -> Path:
@@ -98,7 +102,8 @@ def test_zero3_resume_continues_exactly(zero3_run, tmp_path):
 def test_every_method_trains_alike_under_zero2_and_zero3(tmp_path, name):
     """Each method's units, losses and reductions under 2 CPU ranks: ZeRO-3 (every parameter partitioned) updates
     as ZeRO-2 does (diffu_grpo: the tests above)."""
-    overrides = [f"algorithm.name={name}", "algorithm.num_iterations=1", "training.max_steps=2", *ROLLOUT.get(name, [])]
+    overrides = [f"algorithm.name={name}", "algorithm.num_iterations=1", "training.max_steps=2", *ROLLOUT.get(name, []),
+                 *SIGNAL]
     for stage in ("zero2", "zero3"):
         (tmp_path / stage).mkdir()
     launch(tmp_path / "zero2" / "run", 2, *overrides)
@@ -106,7 +111,7 @@ def test_every_method_trains_alike_under_zero2_and_zero3(tmp_path, name):
     w2, w3 = final_weights(tmp_path / "zero2" / "run", 2), final_weights(tmp_path / "zero3" / "run", 2)
     start = load_file(str(LLADA_TINY / "model.safetensors"))
     assert max(float((w2[k] - start[k]).abs().max()) for k in w2) > 1e-4
-    assert max(float((w2[k] - w3[k]).abs().max()) for k in w2) < 1e-5
+    assert max(float((w2[k] - w3[k]).abs().max()) for k in w2) < 5e-5  # Adam on reduction-order noise: see below
 
 
 @pytest.mark.slow
@@ -114,9 +119,7 @@ def test_tracerl_value_model_under_zero2_and_zero3_and_its_zero3_resume(tmp_path
     """TraceRL with its value model (a second DeepSpeed engine): ZeRO-3 updates policy and value model as ZeRO-2
     does, and a ZeRO-3 run cut at its checkpoint and resumed ends where the uninterrupted one does."""
     overrides = ["algorithm.name=tracerl", "algorithm.value_model=policy", "algorithm.value_learning_rate=1e-3",
-                 "algorithm.num_iterations=1", "algorithm.num_minibatches=2", "algorithm.difficulty_filter=null",
-                 "algorithm.truncated_reward=null", "training.max_steps=4",
-                 "algorithm.rewards=[{name: 'tests.rl.test_trainer:digit_fraction'}]"]  # a reward that varies
+                 "algorithm.num_iterations=1", "algorithm.num_minibatches=2", "training.max_steps=4", *SIGNAL]
     for name in ("zero2", "zero3", "cut"):
         (tmp_path / name).mkdir()
     launch(tmp_path / "zero2" / "run", 2, *overrides)
