@@ -237,8 +237,9 @@ def replay_logits(model, record: BlockDiffusionRecord, canvas: int) -> torch.Ten
 
 
 def accepted_logprobs(model, record: BlockDiffusionRecord, canvas: int, steps: list[int],
-                      replayed: torch.Tensor) -> torch.Tensor:
-    """[B, len(steps)] under the current weights, with gradients: each step's Σ over its accepted positions (rows still
+                      replayed: torch.Tensor, per_token: bool = False) -> torch.Tensor:
+    """[B, len(steps)] (``per_token``: [B, len(steps), L], 0 off the accepted positions) under the current weights,
+    with gradients: each step's Σ over its accepted positions (rows still
     refining) of log softmax(f_θ(x_k, s_k) / T_k)[y_k] — the log-probability of the samples that shape the next canvas
     (acceptance depends on entropies only, so the other samples marginalise out). The acceptance set is taken as
     recorded, and the self-conditioning s_k enters as an input: ``replayed`` [B, N', L, V] holds the rollout policy's
@@ -253,7 +254,7 @@ def accepted_logprobs(model, record: BlockDiffusionRecord, canvas: int, steps: l
                                  / record.temperatures[j], -1)
         chosen = logp.gather(-1, record.samples[:, canvas, j].long().unsqueeze(-1)).squeeze(-1)
         live = record.accepted[:, canvas, j] & record.refining[:, canvas, j, None]
-        out.append((chosen * live).sum(-1))
+        out.append(chosen * live if per_token else (chosen * live).sum(-1))
     return torch.stack(out, 1)
 
 

@@ -6,8 +6,10 @@ For row b, canvas c and step k, with x_k the recorded decoder input, s_k the rol
 
     ℓ_k(θ) = Σ_{i ∈ A_k} log softmax(f_θ(x_k, s_k) / T_k)[y_k,i]          (``accepted_logprobs``)
     ρ_k = exp(ℓ_k(θ) − ℓ_k(θ_old))                                      one importance ratio per step
-    loss = (1 / rows) Σ_b (1 / |U_b|) Σ_{k ∈ U_b} L(ρ_k, A_b)            L: the registered loss (``clipped``:
+    loss = (1 / rows) Σ_b (1 / |U_b|) Σ_{k ∈ U_b} [L(ρ_k, A_b) + β KL_k]   L: the registered loss (``clipped``:
                                                                         −min(ρA, clip(ρ, 1 − ε, 1 + ε_high) A))
+    KL_k = the mean over A_k of the per-token estimate (``kl_estimator``, k3 by default) between the policy and the
+           reference at the same inputs (x_k, s_k)
 
 U_b: the selected steps (``step_selection`` ``all``, or ``random`` / ``every_k`` with ``step_k`` per canvas) at which
 row b was still refining and accepted something; A_b: its group advantage (``rl/algorithms/advantages.py``). The
@@ -19,15 +21,18 @@ acceptance rule (A_k is taken as recorded; it depends on θ only through entropi
 the trajectory estimator's per-step policy gradient carried over: the likelihood of the choices the sampler made,
 at the states it visited. Memory: each canvas's selected steps are backpropagated together (the encoder cache of
 the prompt and earlier canvases with them), one canvas at a time; the loss is a weighted sum of per-step terms, so
-this is exact. Not yet: a KL term (``beta`` > 0) and mini-batches (``num_minibatches`` > 1) are refused.
+this is exact. The reference (``beta`` > 0) is a context giving the reference model: the LoRA model with its adapters
+disabled, or a frozen copy; with ``num_minibatches`` > 1 each iteration takes one optimizer step per consecutive
+share of the rows in the loss, each normalised on its own.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, ContextManager
 
 import torch
 
+from unmask.rl.algorithms.losses import kl_penalty
 from unmask.rl.algorithms.objective import POLICY_LOSSES
 from unmask.rollouts.diffusion_gemma import BlockDiffusionRecord, accepted_logprobs, replay_logits
 
@@ -55,6 +60,7 @@ class StepPlan:
     replayed: list[torch.Tensor]              # per canvas: [B, N', L, V] the rollout policy's logits (s_k)
     old: list[torch.Tensor]                   # per canvas: [B, len(steps)] ℓ_k(θ_old)
     scored: list[torch.Tensor]                # per canvas: [B, len(steps)] bool: the step is in U_b
+    ref: list[torch.Tensor] | None = None     # per canvas: [B, len(steps), L] the reference's per-token log-probs
 
 
 def select_steps(refining: torch.Tensor, settings, generator: torch.Generator) -> list[int]:
@@ -73,18 +79,20 @@ def select_steps(refining: torch.Tensor, settings, generator: torch.Generator) -
 
 
 class BlockDiffusionUpdate:
-    """``num_iterations`` optimizer steps on one batch of DiffusionGemma rollouts (see the module docstring)."""
+    """``num_iterations`` × ``num_minibatches`` optimizer steps on one batch of DiffusionGemma rollouts (see the module
+    docstring). ``reference``: a function returning a context manager that yields the reference model (None: the
+    policy's own module, e.g. inside ``peft_model.disable_adapter()``), needed when ``beta`` > 0."""
 
-    def __init__(self, model, settings):
-        if settings.beta > 0 or settings.num_minibatches > 1:
-            raise ValueError("the DiffusionGemma update has no KL term and takes one optimizer step per iteration: "
-                             "set algorithm.beta: 0 and algorithm.num_minibatches: 1")
-        self.model, self.settings = model, settings
+    def __init__(self, model, settings, reference: Callable[[], ContextManager] | None = None):
+        if settings.beta > 0 and reference is None:
+            raise ValueError("algorithm.beta > 0 needs a reference for DiffusionGemma: pass reference= (e.g. "
+                             "peft_model.disable_adapter), or set algorithm.beta: 0")
+        self.model, self.settings, self.reference = model, settings, reference
         self.loss = POLICY_LOSSES.get(settings.loss, "algorithm.loss")
 
     @torch.no_grad()
     def plan(self, batch: BlockDiffusionBatch) -> list[StepPlan]:
-        """Every iteration's steps, self-conditioning and old log-probs, before any update."""
+        """Every iteration's steps, self-conditioning, old and reference log-probs, before any update."""
         rec, model = batch.record, self.model
         was_training = model.training
         model.eval()
@@ -95,7 +103,12 @@ class BlockDiffusionUpdate:
             steps = [select_steps(rec.refining[:, c], self.settings, g) for c in range(rec.canvases)]
             old = [accepted_logprobs(model, rec, c, s, replayed[c]) if s else None for c, s in enumerate(steps)]
             scored = [(rec.refining[:, c, s] & rec.accepted[:, c, s].any(-1)) for c, s in enumerate(steps)]
-            plans.append(StepPlan(steps, replayed, old, scored))
+            ref = None
+            if self.settings.beta > 0:
+                with self.reference() as ref_model:
+                    ref = [accepted_logprobs(ref_model or model, rec, c, s, replayed[c], per_token=True) if s else None
+                           for c, s in enumerate(steps)]
+            plans.append(StepPlan(steps, replayed, old, scored, ref))
         model.train(was_training)
         return plans
 
@@ -104,27 +117,45 @@ class BlockDiffusionUpdate:
             raise ValueError("compute per-row advantages first (rl.algorithms.advantages.compute_advantages)")
         plans = self.plan(batch)
         self.model.train()
+        keep = batch.keep if batch.keep is not None else torch.ones(batch.size, dtype=torch.bool)
+        kept = keep.nonzero().flatten()
+        parts = [kept[part] for part in torch.tensor_split(torch.arange(len(kept)), self.settings.num_minibatches)]
         history = []
         for plan in plans:
-            keep = batch.keep if batch.keep is not None else torch.ones(batch.size, dtype=torch.bool)
-            units = sum(s.sum(1) for s in plan.scored) if plan.scored else torch.zeros(batch.size)
-            rows = int((keep & (units > 0)).sum())
-            weight = keep.float() / units.clamp(min=1) / max(rows, 1)                 # [B]: 1 / (|U_b| · rows)
-            total, clipped, count = 0.0, 0.0, 0.0
-            for c, steps in enumerate(plan.steps):
-                if not steps:
-                    continue
-                new = accepted_logprobs(self.model, batch.record, c, steps, plan.replayed[c])
-                mask = plan.scored[c] & keep[:, None]
-                per_step, info = self.loss(new.unsqueeze(-1), plan.old[c].unsqueeze(-1), batch.advantages.float()
-                                           .unsqueeze(1).expand_as(new), mask.unsqueeze(-1), self.settings)
-                loss = (per_step.squeeze(-1) * mask * weight[:, None]).sum()
-                loss.backward()
-                total += float(loss.detach())
-                region = info.get("clip_ratio/region_mean")
-                if region is not None:
-                    clipped += float((region.squeeze(-1) & mask).sum())
-                count += float(mask.sum())
-            optimizer_step()
-            history.append({"loss": total, "clip_ratio/region_mean": clipped / max(count, 1.0), "units": count})
+            for part in parts:
+                rows = torch.zeros_like(keep).index_fill(0, part, True) if len(part) else torch.zeros_like(keep)
+                history.append(self._step(batch, plan, rows))
+                optimizer_step()
         return {k: sum(h[k] for h in history) / len(history) for k in history[0]}
+
+    def _step(self, batch: BlockDiffusionBatch, plan: StepPlan, rows: torch.Tensor) -> dict[str, float]:
+        """Backpropagate the loss of ``rows`` [B] bool (one optimizer step's share), canvas by canvas."""
+        s = self.settings
+        units = sum(sc.sum(1) for sc in plan.scored)
+        weight = rows.float() / units.clamp(min=1) / max(int((rows & (units > 0)).sum()), 1)   # 1 / (|U_b| · rows)
+        total = clipped = count = kl_sum = 0.0
+        for c, steps in enumerate(plan.steps):
+            if not steps:
+                continue
+            mask = plan.scored[c] & rows[:, None]
+            tokens = accepted_logprobs(self.model, batch.record, c, steps, plan.replayed[c], per_token=True)
+            new = tokens.sum(-1)
+            adv = batch.advantages.float().unsqueeze(1).expand_as(new)
+            per_step, info = self.loss(new.unsqueeze(-1), plan.old[c].unsqueeze(-1), adv, mask.unsqueeze(-1), s)
+            per_step = per_step.squeeze(-1)
+            if s.beta > 0:
+                live = batch.record.accepted[:, c, steps] & batch.record.refining[:, c, steps, None]
+                kl = (kl_penalty(tokens, plan.ref[c], s.kl_estimator) * live).sum(-1) / live.sum(-1).clamp(min=1)
+                per_step = per_step + s.beta * kl
+                kl_sum += float((kl.detach() * mask).sum())
+            loss = (per_step * mask * weight[:, None]).sum()
+            loss.backward()
+            total += float(loss.detach())
+            region = info.get("clip_ratio/region_mean")
+            if region is not None:
+                clipped += float((region.squeeze(-1) & mask).sum())
+            count += float(mask.sum())
+        out = {"loss": total, "clip_ratio/region_mean": clipped / max(count, 1.0), "units": count}
+        if s.beta > 0:
+            out["kl"] = kl_sum / max(count, 1.0)
+        return out

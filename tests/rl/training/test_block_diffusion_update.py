@@ -108,7 +108,7 @@ def test_off_policy_the_loss_is_the_clipped_per_step_formula():
 
 def test_refuses_what_it_does_not_do():
     model = tiny_diffusion_gemma(seed=0)
-    with pytest.raises(ValueError, match="no KL term"):
+    with pytest.raises(ValueError, match="beta > 0 needs a reference"):
         BlockDiffusionUpdate(model, algorithm("diffu_grpo", beta=0.04))
     with pytest.raises(ValueError, match="not available for DiffusionGemma"):
         record = rollout(model, 1, seed=0)
@@ -140,3 +140,61 @@ def test_rl_raises_a_reward_on_a_tiny_model(model_seed):
         if i % 5 == 4:
             curve.append(evaluate())
     assert max(curve) > start + 0.05, (start, curve)
+
+
+def test_the_kl_term_is_the_mean_k3_over_accepted_tokens_and_zero_against_itself():
+    import contextlib
+    import copy
+    model = tiny_diffusion_gemma(seed=1)
+    record = rollout(model, 2, seed=3)
+    base = algorithm("diffu_grpo", beta=0.0, num_iterations=1, step_selection="all", loss="clipped")
+    settings = algorithm("diffu_grpo", beta=0.5, num_iterations=1, step_selection="all", loss="clipped")
+    batch = batch_of(record, [1.0, 0.0, 0.5, 0.0], 2, base)
+    # against the policy itself: KL 0, gradient of the β = 0 update
+    model.zero_grad()
+    BlockDiffusionUpdate(model, base).run(batch, lambda: None)
+    plain = grads(model)
+    model.zero_grad()
+    metrics = BlockDiffusionUpdate(model, settings, reference=contextlib.nullcontext).run(batch, lambda: None)
+    assert metrics["kl"] == pytest.approx(0.0, abs=1e-7)
+    for name, g in grads(model).items():
+        torch.testing.assert_close(g, plain[name], atol=1e-6, rtol=1e-5, msg=name)
+    # against another model: the loss's KL part is β × the per-step mean of k3 = exp(r − p) − (r − p) − 1
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    model.zero_grad()
+    metrics = BlockDiffusionUpdate(model, settings, reference=lambda: contextlib.nullcontext(other)).run(
+        batch, lambda: None)
+    want, count = 0.0, 0
+    for c in range(record.canvases):
+        steps = [j for j in range(record.refining.shape[2]) if bool(record.refining[:, c, j].any())]
+        replayed = replay_logits(model, record, c)
+        with torch.no_grad():
+            p = accepted_logprobs(model, record, c, steps, replayed, per_token=True)
+            r = accepted_logprobs(other, record, c, steps, replayed, per_token=True)
+        live = record.accepted[:, c, steps] & record.refining[:, c, steps, None]
+        k3 = ((torch.exp(r - p) - (r - p) - 1) * live).sum(-1) / live.sum(-1).clamp(min=1)
+        scored = record.refining[:, c, steps] & record.accepted[:, c, steps].any(-1)
+        want += float((k3 * scored).sum())
+        count += int(scored.sum())
+    assert metrics["kl"] == pytest.approx(want / count, rel=1e-5) and metrics["kl"] > 1e-4
+
+
+def test_minibatches_step_once_per_share_of_the_rows():
+    model = tiny_diffusion_gemma(seed=1)
+    record = rollout(model, 2, seed=3)
+    settings = algorithm("diffu_grpo", beta=0.0, num_iterations=1, num_minibatches=2, step_selection="all",
+                         loss="clipped")
+    whole = algorithm("diffu_grpo", beta=0.0, num_iterations=1, step_selection="all", loss="clipped")
+    batch = batch_of(record, [1.0, 0.0, 0.5, 0.0], 2, whole)
+    seen = []
+    model.zero_grad()
+    BlockDiffusionUpdate(model, settings).run(batch, lambda: (seen.append(grads(model)), model.zero_grad()))
+    assert len(seen) == 2  # two optimizer steps
+    model.zero_grad()
+    BlockDiffusionUpdate(model, whole).run(batch, lambda: None)
+    full = grads(model)
+    for name in full:  # without an update between them the two halves' gradients, each a mean over its 2 rows, add
+        torch.testing.assert_close((seen[0][name] + seen[1][name]) / 2, full[name], atol=1e-6, rtol=1e-5, msg=name)
