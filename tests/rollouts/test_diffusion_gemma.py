@@ -104,3 +104,22 @@ def test_accepted_logprobs_match_transformers_forward_in_value_and_gradient():
     for name, p in model.named_parameters():
         if p.grad is not None:
             torch.testing.assert_close(p.grad, grads[name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_the_engine_rolls_out_text_prompts_as_sample_does():
+    from unmask.rollouts.diffusion_gemma_engine import BlockDiffusionEngine
+    from unmask.rollouts.tokenizer import byte_tokenizer
+    eos = 257
+    model = tiny_diffusion_gemma(seed=3, vocab_size=300)
+    tokenizer = byte_tokenizer(mask_token_id=299, eos_token_id=eos)
+    engine = BlockDiffusionEngine(model, tokenizer, BlockDiffusionConfig(max_new_tokens=16, max_denoising_steps=4,
+                                                                         eos_token_id=eos))
+    assert tokenizer.decode(engine.encode("ab")) == "<|user|>\nab\n<|assistant|>\n"
+    record = engine.rollout(["ab", "cde"], num_generations=2, seed=7)
+    ids, mask = left_pad([engine.encode(p) for p in ("ab", "ab", "cde", "cde")], engine.config.pad_token_id)
+    direct = sample(model, ids, mask, engine.config, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(record.sequences, direct.sequences) and torch.equal(record.samples, direct.samples)
+    completions = engine.completions(record)
+    for row, ids in zip(record.sequences[:, record.prompt_ids.shape[1]:].tolist(), completions):
+        assert row[:len(ids)] == ids and (ids[-1] == eos or len(ids) == len(row)) and eos not in ids[:-1]
+    assert engine.texts(record) == [tokenizer.decode(c, skip_special_tokens=True) for c in completions]

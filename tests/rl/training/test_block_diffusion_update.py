@@ -198,3 +198,41 @@ def test_minibatches_step_once_per_share_of_the_rows():
     full = grads(model)
     for name in full:  # without an update between them the two halves' gradients, each a mean over its 2 rows, add
         torch.testing.assert_close((seen[0][name] + seen[1][name]) / 2, full[name], atol=1e-6, rtol=1e-5, msg=name)
+
+
+def test_one_rl_step_from_text_prompts_is_the_pieces_composed():
+    from unmask.rl.training.block_diffusion_step import BlockDiffusionStep
+    from unmask.rl.training.loop import Scores
+    from unmask.rollouts.diffusion_gemma_engine import BlockDiffusionEngine
+    from unmask.rollouts.tokenizer import byte_tokenizer
+    settings = algorithm("diffu_grpo", beta=0.0, num_iterations=1, step_selection="all", loss="clipped")
+    tokenizer = byte_tokenizer(mask_token_id=299, eos_token_id=257)
+    config = BlockDiffusionConfig(max_new_tokens=16, max_denoising_steps=4, entropy_bound=100.0, eos_token_id=257)
+
+    def score(prompt_ids, completions, rows):  # the share of bytes below 128 (ASCII) in each completion
+        return Scores([float((c < 128).float().mean()) for c in completions], {"ascii": []})
+
+    results = []
+    for _ in range(2):
+        model = tiny_diffusion_gemma(seed=3, vocab_size=300)
+        engine = BlockDiffusionEngine(model, tokenizer, config)
+        step = BlockDiffusionStep(engine, BlockDiffusionUpdate(model, settings), score, num_generations=2)
+        model.zero_grad()
+        if not results:
+            result = step(["ab", "cde"], lambda: None, seed=5)
+            results.append((result, grads(model)))
+            continue
+        record = engine.rollout(["ab", "cde"], num_generations=2, seed=5)  # the same pieces by hand
+        padded = torch.nn.utils.rnn.pad_sequence([torch.tensor(c) for c in engine.completions(record)], True,
+                                                 engine.config.pad_token_id)
+        import random
+        rewards = score(None, padded, None).total
+        batch = batch_of(record, rewards, 2, settings, seeds=(random.Random(5).randrange(2 ** 31),))
+        BlockDiffusionUpdate(model, settings).run(batch, lambda: None)
+        (result, want) = results[0]
+        assert result.metrics["reward"] == pytest.approx(sum(rewards) / 4)
+        assert {"loss", "rollout/nfe", "completions/clipped_ratio", "completions/mean_length"} <= set(result.metrics)
+        got = grads(model)
+        assert want.keys() == got.keys()
+        for name in want:
+            torch.testing.assert_close(want[name], got[name], atol=1e-6, rtol=1e-5, msg=name)

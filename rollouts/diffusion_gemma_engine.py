@@ -1,0 +1,59 @@
+"""DiffusionGemma rollouts from text: prompts rendered with the tokenizer's chat template, left-padded, decoded by
+:func:`~unmask.rollouts.diffusion_gemma.sample` (``num_generations`` per prompt, consecutive, as GRPO groups them),
+and the completions cut at their first EOS — the interface ``RolloutEngine`` gives the masked-diffusion families.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from .adapter import left_pad
+from .diffusion_gemma import BlockDiffusionConfig, BlockDiffusionRecord, sample
+
+
+class BlockDiffusionEngine:
+    def __init__(self, model, tokenizer, config: BlockDiffusionConfig | None = None, *, chat: bool = True,
+                 system_prompt: str | None = None):
+        self.model, self.tokenizer, self.chat, self.system_prompt = model, tokenizer, chat, system_prompt
+        self.config = (config or BlockDiffusionConfig()).resolve(model)
+        if self.config.pad_token_id is None:
+            self.config.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def encode(self, prompt: str | Sequence[dict] | Sequence[int]) -> list[int]:
+        """Token ids of one prompt: a string or chat messages (rendered by the chat template unless ``chat`` is
+        off), or ids as they are."""
+        if isinstance(prompt, (list, tuple)) and all(isinstance(t, int) for t in prompt):
+            return list(prompt)
+        if not self.chat:
+            return self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+        if self.system_prompt is not None:
+            messages = [{"role": "system", "content": self.system_prompt}] + messages
+        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def rollout(self, prompts: Sequence, num_generations: int = 1, seed: int = 0) -> BlockDiffusionRecord:
+        """One batch: every prompt ``num_generations`` times; the draws from a generator seeded with ``seed``."""
+        if num_generations < 1:
+            raise ValueError(f"num_generations must be >= 1, got {num_generations}")
+        rows = [ids for ids in map(self.encode, prompts) for _ in range(num_generations)]
+        if not rows:
+            raise ValueError("no prompts to roll out")
+        ids, mask = left_pad(rows, self.config.pad_token_id, self.device)
+        return sample(self.model, ids, mask, self.config, generator=torch.Generator(self.device).manual_seed(seed))
+
+    def completions(self, record: BlockDiffusionRecord) -> list[list[int]]:
+        """Each row's completion ids up to and including its first EOS (the rest is padding)."""
+        out, eos = [], set(self.config.eos_token_id)
+        for row in record.sequences[:, record.prompt_ids.shape[1]:].tolist():
+            end = next((i + 1 for i, t in enumerate(row) if t in eos), len(row))
+            out.append(row[:end])
+        return out
+
+    def texts(self, record: BlockDiffusionRecord) -> list[str]:
+        return [self.tokenizer.decode(ids, skip_special_tokens=True) for ids in self.completions(record)]
