@@ -1,15 +1,18 @@
 """DiffusionGemma rollouts from text: prompts rendered with the tokenizer's chat template, left-padded, decoded by
 :func:`~unmask.rollouts.diffusion_gemma.sample` (``num_generations`` per prompt, consecutive, as GRPO groups them),
 and the completions cut at their first EOS — the interface ``RolloutEngine`` gives the masked-diffusion families.
+:func:`load_block_diffusion` loads a checkpoint (local directory or Hub id) with its tokenizer.
 """
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 import torch
 
-from .adapter import left_pad
+from .adapter import left_pad, resolve_device, resolve_dtype
 from .diffusion_gemma import BlockDiffusionConfig, BlockDiffusionRecord, sample
+from .models.checkpoint import CheckpointError, checkpoint_source, read_config, resolve_checkpoint
 
 
 class BlockDiffusionEngine:
@@ -57,3 +60,28 @@ class BlockDiffusionEngine:
 
     def texts(self, record: BlockDiffusionRecord) -> list[str]:
         return [self.tokenizer.decode(ids, skip_special_tokens=True) for ids in self.completions(record)]
+
+
+def load_block_diffusion(name_or_path: str | os.PathLike, *, dtype: str | torch.dtype = "auto",
+                         device: str | torch.device = "auto", tokenizer: str | None = None,
+                         revision: str | None = None):
+    """(model, tokenizer) of a DiffusionGemma checkpoint, through transformers' own classes. ``tokenizer``: None →
+    the checkpoint's, ``"bytes"`` → the byte tokenizer (ids from the config; tiny test models), else a path or Hub
+    id. Another model type is refused, naming the loader for it."""
+    from transformers import DiffusionGemmaForBlockDiffusion
+
+    from .tokenizer import load_tokenizer
+    checkpoint_source(name_or_path)  # a wrong local path fails now, before any download
+    path = resolve_checkpoint(name_or_path, revision)
+    cfg = read_config(path)
+    if cfg.get("model_type") != "diffusion_gemma":
+        raise CheckpointError(f"{path / 'config.json'}: model_type {cfg.get('model_type')!r} is not diffusion_gemma; "
+                              f"load masked-diffusion models (LLaDA, Dream) with unmask.rollouts.load_model")
+    dev = resolve_device(device)
+    model = DiffusionGemmaForBlockDiffusion.from_pretrained(str(path), dtype=resolve_dtype(dtype, dev)).to(dev).eval()
+    text = model.config.get_text_config()
+    eos = getattr(model.generation_config, "eos_token_id", None) or getattr(text, "eos_token_id", None)
+    eos = eos[0] if isinstance(eos, list) else eos
+    ids = {"mask": text.vocab_size - 1 if tokenizer == "bytes" else None, "eos": eos,
+           "bos": getattr(text, "bos_token_id", None)}
+    return model, load_tokenizer(tokenizer, path, ids, revision)

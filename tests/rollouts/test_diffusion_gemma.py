@@ -123,3 +123,25 @@ def test_the_engine_rolls_out_text_prompts_as_sample_does():
     for row, ids in zip(record.sequences[:, record.prompt_ids.shape[1]:].tolist(), completions):
         assert row[:len(ids)] == ids and (ids[-1] == eos or len(ids) == len(row)) and eos not in ids[:-1]
     assert engine.texts(record) == [tokenizer.decode(c, skip_special_tokens=True) for c in completions]
+
+
+def test_a_saved_checkpoint_loads_with_its_tokenizer_and_other_models_are_refused(tmp_path):
+    from unmask.rollouts.diffusion_gemma_engine import load_block_diffusion
+    from unmask.rollouts.models.checkpoint import CheckpointError
+    from unmask.rollouts.tokenizer import TokenizerError
+
+    from ..paths import LLADA_TINY
+    model = tiny_diffusion_gemma(seed=3, vocab_size=300, eos_token_id=257, bos_token_id=258)
+    model.save_pretrained(tmp_path / "dg")
+    loaded, tokenizer = load_block_diffusion(tmp_path / "dg", dtype="float32", device="cpu", tokenizer="bytes")
+    assert tokenizer.eos_token_id == 257 and tokenizer.decode(tokenizer("ab")["input_ids"]) == "ab"
+    ids = torch.tensor([[2, 10, 11]])
+    record = sample(loaded, ids, config=BlockDiffusionConfig(max_new_tokens=8, max_denoising_steps=3),
+                    generator=torch.Generator().manual_seed(1))
+    again = sample(model, ids, config=BlockDiffusionConfig(max_new_tokens=8, max_denoising_steps=3),
+                   generator=torch.Generator().manual_seed(1))
+    assert torch.equal(record.sequences, again.sequences)
+    with pytest.raises(TokenizerError, match="ships no tokenizer"):
+        load_block_diffusion(tmp_path / "dg", dtype="float32", device="cpu")
+    with pytest.raises(CheckpointError, match="model_type 'llada' is not diffusion_gemma.*load_model"):
+        load_block_diffusion(LLADA_TINY, device="cpu")
