@@ -7,6 +7,8 @@
     unmask eval --model out/full-run/checkpoint-500 --benchmark gsm8k  # full fine-tuning: the checkpoint is the model
     unmask eval --model tests/fixtures/llada-tiny --tokenizer bytes --benchmark gsm8k \\
         --data-files tests/fixtures/data/gsm8k/test.jsonl --limit 8   # offline
+    unmask eval --model google/diffusiongemma-26B-A4B-it --adapter out/dg-run --benchmark gsm8k \\
+        --max-denoising-steps 48   # DiffusionGemma (its own sampler; a LoRA adapter is merged once)
 """
 from __future__ import annotations
 
@@ -37,6 +39,10 @@ def add_eval_parser(sub) -> None:
     p.add_argument("--system-prompt", default=None, help="replace the template's instruction")
     p.add_argument("--out", default="out/eval", help="output directory (JSONL per sample, summary JSON/Markdown)")
     add_sampler_arguments(p)
+    g = p.add_argument_group("DiffusionGemma sampler (unset: the checkpoint's generation_config; of the sampler "
+                             "options above only --max-completion-length and --seed apply)")
+    g.add_argument("--max-denoising-steps", type=int, default=None, help="denoising steps per canvas")
+    g.add_argument("--entropy-bound", type=float, default=None, help="the entropy-bound acceptance's bound")
     p.set_defaults(func=run_eval, max_completion_length=None)
 
 
@@ -55,6 +61,12 @@ def _model_arguments(p) -> None:
 def run_eval(args: argparse.Namespace) -> int:
     from unmask.rollouts.adapter import load_model
     from unmask.rollouts.cli import sampler_config
+    from unmask.rollouts.diffusion_gemma import BlockDiffusionConfig
+    from unmask.rollouts.diffusion_gemma_engine import (
+        BlockDiffusionEngine,
+        is_block_diffusion_checkpoint,
+        load_block_diffusion,
+    )
     from unmask.rollouts.engine import RolloutEngine
     from unmask.rollouts.models.checkpoint import model_dir
 
@@ -72,14 +84,23 @@ def run_eval(args: argparse.Namespace) -> int:
     args.adapter = None if args.adapter is None else str(model_dir(args.adapter))  # an older checkpoint: its model/
     check_sources(args)  # a mistyped path fails now, not after the benchmark data downloads
     loaded = [(b, b.load(None if args.data_files is None else args.data_files[i])) for i, b in enumerate(benches)]
-    adapter = load_model(args.model, dtype=args.dtype, device=args.device, tokenizer=args.tokenizer,
-                         adapter=args.adapter, merge_adapter=False)
+    block_diffusion = is_block_diffusion_checkpoint(args.model)
+    if block_diffusion:  # DiffusionGemma: transformers' model, a LoRA adapter merged once
+        model, tokenizer = load_block_diffusion(args.model, dtype=args.dtype, device=args.device,
+                                                tokenizer=args.tokenizer, adapter=args.adapter)
+    else:
+        adapter = load_model(args.model, dtype=args.dtype, device=args.device, tokenizer=args.tokenizer,
+                             adapter=args.adapter, merge_adapter=False)
     command = "unmask " + " ".join(shlex.quote(a) for a in getattr(args, "argv", sys.argv[1:]))
     for bench, rows in loaded:
-        cfg = sampler_config(args)
-        if args.max_completion_length is None:
-            cfg.max_completion_length = bench.default_length
-        engine = RolloutEngine(adapter, cfg)
+        length = args.max_completion_length or bench.default_length
+        if block_diffusion:
+            engine = BlockDiffusionEngine(model, tokenizer, BlockDiffusionConfig(
+                max_new_tokens=length, max_denoising_steps=args.max_denoising_steps, entropy_bound=args.entropy_bound))
+        else:
+            cfg = sampler_config(args)
+            cfg.max_completion_length = length
+            engine = RolloutEngine(adapter, cfg)
         subset = rows[: args.limit] if args.limit else rows
         summary = run_benchmark(bench, subset, engine_generator(engine), Path(args.out), num_samples=args.num_samples,
                                 batch_size=args.batch_size, seed=args.seed, settings=engine.config.as_dict(),

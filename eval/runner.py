@@ -37,7 +37,12 @@ Generator = Callable[[list, int, int], list[Generation]]
 
 
 def engine_generator(engine) -> Generator:
-    """Generate with a :class:`rollouts.engine.RolloutEngine` (rows: prompt-major, samples consecutive)."""
+    """Generate with a :class:`rollouts.engine.RolloutEngine` or a DiffusionGemma ``BlockDiffusionEngine`` (rows:
+    prompt-major, samples consecutive)."""
+    from unmask.rollouts.diffusion_gemma_engine import BlockDiffusionEngine
+    if isinstance(engine, BlockDiffusionEngine):
+        return block_diffusion_generator(engine)
+
     def generate(prompts: list, samples: int, seed: int) -> list[Generation]:
         traj = engine.rollout(prompts, num_generations=samples, seed=seed)
         adapter, n = engine.adapter, traj.batch_size
@@ -45,6 +50,17 @@ def engine_generator(engine) -> Generator:
         return [Generation(adapter.tokenizer.decode(p[m.bool()].tolist()), adapter.decode_completion(c), int(k),
                            traj.nfe / n, traj.seconds / n, c[:k].tolist())
                 for p, m, c, k in zip(traj.prompt_ids, traj.prompt_mask, traj.completion_ids, lengths)]
+    return generate
+
+
+def block_diffusion_generator(engine) -> Generator:
+    def generate(prompts: list, samples: int, seed: int) -> list[Generation]:
+        start = time.perf_counter()
+        record = engine.rollout(prompts, num_generations=samples, seed=seed)
+        n, seconds = record.sequences.shape[0], time.perf_counter() - start
+        return [Generation(engine.tokenizer.decode(p[m].tolist()), text, len(c), record.nfe / n, seconds / n, c)
+                for p, m, c, text in zip(record.prompt_ids, record.prompt_mask, engine.completions(record),
+                                         engine.texts(record))]
     return generate
 
 

@@ -160,7 +160,7 @@ def held_out_accuracy(adapter: ModelAdapter, examples: Sequence[SyntheticExample
 def random_init(cfg: SftRecipeConfig) -> ModelAdapter:
     """The from-scratch starting model of ``sft.init_model``: a random LLaDA of that shape, seeded by
     ``training.seed``, with the byte tokenizer's "raw" chat template."""
-    shape = dict(cfg.sft.init_model or {})
+    shape = {k: v for k, v in (cfg.sft.init_model or {}).items() if (k, v) != ("model_type", "llada")}
     valid = list(inspect.signature(TINY_CONFIGS["llada"]).parameters)
     for key in shape:
         if key not in valid:
@@ -188,9 +188,9 @@ class SftTrainer:
             self.eval_rows = self._checked_rows("data.eval_dataset", d.eval_dataset or "json", d.eval_dataset_config,
                                                 d.eval_split, d.eval_data_files, d.eval_limit)
         if getattr(self.objective, "init_model", None) is not None:  # from scratch: a random model, trained
-            init = random_init(cfg).save_pretrained(Path(cfg.training.output_dir) / "init")
+            init = self.random_init(cfg).save_pretrained(Path(cfg.training.output_dir) / "init")
             self.cfg = cfg = replace(cfg, model=replace(cfg.model, name_or_path=str(init)))
-        self.lora_targets = check_lora_targets(cfg.model)  # the checkpoint exists; LoRA targets match its layers
+        self.lora_targets = self.check_model(cfg)  # the checkpoint exists; LoRA targets match its layers
         t = cfg.training
         ranks = int(os.environ.get("WORLD_SIZE", "1"))  # DeepSpeed: every rank takes its own rows of a step
         rows_per_step = t.per_device_train_batch_size * t.gradient_accumulation_steps * ranks
@@ -210,6 +210,14 @@ class SftTrainer:
 
     reference_beta = 0.0  # > 0 builds a reference policy (DPO)
 
+    # ---- the hooks of another model kind (DiffusionGemma: ``rl/block_diffusion_sft.py``) -------------------------
+    random_init = staticmethod(lambda cfg: random_init(cfg))
+    build_policy = staticmethod(build_policy)
+
+    @staticmethod
+    def check_model(cfg) -> list[str]:
+        return check_lora_targets(cfg.model)
+
     def batch_loss(self, rows: list[dict], generator: torch.Generator) -> tuple[torch.Tensor, int, dict]:
         """(loss of these rows, completion tokens, diagnostics to log) with the masks of ``generator``."""
         tensors = self._tensors(rows)
@@ -225,8 +233,8 @@ class SftTrainer:
         self.backend = make_backend(t)
         if not self.backend.is_main:
             self.log = lambda *args, **kwargs: None
-        self.policy = build_policy(cfg.model, t, self.reference_beta, self.lora_targets, self.log,
-                                   device=rank_device(self.backend, cfg.model.device))
+        self.policy = self.build_policy(cfg.model, t, self.reference_beta, self.lora_targets, self.log,
+                                        device=rank_device(self.backend, cfg.model.device))
         self.adapter = self.policy.adapter
         optimizer = make_optimizer(self.policy.trainable, t)
         self.backend.wrap(self.adapter.model, optimizer, make_schedule(optimizer, t, self.max_steps), t, t.bf16)
@@ -347,8 +355,14 @@ class SftTrainer:
         return ckpt.save_model(self.policy, self.backend, self.cfg.training.output_dir, to_yaml(self.cfg), self.log)
 
 
+def sft_trainer(cfg: SftRecipeConfig) -> type[SftTrainer]:
+    """The SFT trainer of the recipe's model: masked diffusion (LLaDA, Dream) or DiffusionGemma's denoising SFT."""
+    from .block_diffusion_sft import BlockDiffusionSftTrainer, is_block_diffusion_sft
+    return BlockDiffusionSftTrainer if is_block_diffusion_sft(cfg) else SftTrainer
+
+
 def sft(cfg: SftRecipeConfig, log=print) -> dict[str, float]:
-    return SftTrainer(cfg, log).setup().train()
+    return sft_trainer(cfg)(cfg, log).setup().train()
 
 
 if __name__ == "__main__":  # deepspeed --num_gpus N --module unmask.rl.sft RECIPE (see rl/train.py)

@@ -26,6 +26,13 @@ import torch
 from unmask.eval.runner import engine_generator, run_benchmark
 from unmask.rewards import build_rewards, reward_columns, weighted_rewards
 from unmask.rl.training import checkpoint as ckpt
+from unmask.rl.training.block_diffusion_policy import (
+    block_diffusion_parts,
+    build_block_diffusion_policy,
+    check_block_diffusion_recipe,
+    is_block_diffusion,
+)
+from unmask.rl.training.block_diffusion_step import BlockDiffusionStep
 from unmask.rl.training.distributed import make_backend, rank_device
 from unmask.rl.training.logger import MetricsLogger
 from unmask.rl.training.loop import RLStep, Scores, reward_stats
@@ -61,8 +68,12 @@ class Trainer:
             except (KeyError, ValueError) as e:
                 raise ValueError(f"algorithm.rewards[{i}]: {e}") from None
         self.template = TEMPLATES.get(cfg.data.prompt_template, "data.prompt_template")
-        check_4bit(cfg.model, cfg.training)
-        self.lora_targets = check_lora_targets(cfg.model, model)  # the checkpoint exists; LoRA targets match
+        self.block_diffusion = is_block_diffusion(cfg.model, model)  # DiffusionGemma (block_diffusion_policy.py)
+        if self.block_diffusion:
+            self.lora_targets = check_block_diffusion_recipe(cfg, model)
+        else:
+            check_4bit(cfg.model, cfg.training)
+            self.lora_targets = check_lora_targets(cfg.model, model)  # the checkpoint exists; LoRA targets match
         d = cfg.data
         self.rows = (self._checked_rows("data.dataset", d.dataset, d.dataset_config, d.split, d.data_files, None)
                      if train_rows is None else self._checked_given("train_dataset", train_rows))
@@ -108,18 +119,22 @@ class Trainer:
         if not self.backend.is_main:
             self.log = lambda *args, **kwargs: None
         seed_everything(t.seed)  # LoRA initialisation and dropout draw from the global generators
-        self.policy = build_policy(cfg.model, t, cfg.algorithm.reference_beta, self.lora_targets, self.log,
-                                   device=self._device(), model=self.model_object, tokenizer=self.tokenizer_object)
+        build = build_block_diffusion_policy if self.block_diffusion else build_policy
+        self.policy = build(cfg.model, t, cfg.algorithm.reference_beta, self.lora_targets, self.log,
+                            device=self._device(), model=self.model_object, tokenizer=self.tokenizer_object)
         adapter = self.policy.adapter
         self.critic = self._critic() if cfg.algorithm.value_model else None  # copies the policy before ZeRO shards it
         optimizer = make_optimizer(self.policy.trainable, t)
         self.backend.wrap(adapter.model, optimizer, make_schedule(optimizer, t, self.max_steps), t, t.bf16)
-        sampler = cfg.rollout.sampler()
-        self.engine = RolloutEngine(adapter, sampler, batch_size=cfg.rollout.generation_batch_size,
-                                    system_prompt=None)
-        self.eval_engine = RolloutEngine(adapter, sampler.greedy())
-        self.update = PolicyUpdate(adapter, cfg.algorithm, micro_batch_size=t.per_device_train_batch_size,
-                                   reference=self.policy.reference, backend=self.backend, critic=self.critic)
+        if self.block_diffusion:
+            self.engine, self.eval_engine, self.update = block_diffusion_parts(self.policy, cfg)
+        else:
+            sampler = cfg.rollout.sampler()
+            self.engine = RolloutEngine(adapter, sampler, batch_size=cfg.rollout.generation_batch_size,
+                                        system_prompt=None)
+            self.eval_engine = RolloutEngine(adapter, sampler.greedy())
+            self.update = PolicyUpdate(adapter, cfg.algorithm, micro_batch_size=t.per_device_train_batch_size,
+                                       reference=self.policy.reference, backend=self.backend, critic=self.critic)
         self.order = PromptOrder(len(self.rows), t.seed)
         self.global_step = self.batches_done = self.evals_without_improvement = 0
         self.best_metric, self.best_checkpoint, run_id = None, None, None
@@ -149,7 +164,8 @@ class Trainer:
     def train(self) -> dict[str, float]:
         t, last = self.cfg.training, {}
         self.grad_norms: list[float] = []
-        step = RLStep(self.engine, self.update, self._score, self.cfg.rollout.num_generations)
+        step = (BlockDiffusionStep if self.block_diffusion else RLStep)(self.engine, self.update, self._score,
+                                                                         self.cfg.rollout.num_generations)
         while self.global_step < self.max_steps:
             ppb, rank = self.prompts_per_batch, self.backend.rank
             global_rows = self.order.take(ppb * self.backend.world_size)  # same on every rank; each takes its share

@@ -59,6 +59,9 @@ class BlockDiffusionConfig:
         values["eos_token_id"] = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
         return BlockDiffusionConfig(**values)
 
+    def as_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
 
 @dataclass
 class BlockDiffusionRecord:

@@ -82,10 +82,12 @@ class SftConfig:
         default=1e-3,
         metadata={"help": "Smallest masking ratio t ~ U(mask_eps, 1); the loss weights masked tokens by 1/t."},
     )
-    init_model: dict[str, int] | None = field(
+    init_model: dict[str, int | str] | None = field(
         default=None,
         metadata={"help": "Train from scratch: a random LLaDA of this shape (make_tiny's sizes, e.g. {d_model: 96, "
-                          "n_layers: 3, n_heads: 4, mlp_hidden_size: 256}; byte tokenizer, raw chat template), "
+                          "n_layers: 3, n_heads: 4, mlp_hidden_size: 256}; with model_type: diffusion_gemma, a "
+                          "random DiffusionGemma of these text-config sizes and canvas_length; byte tokenizer, raw "
+                          "chat template), "
                           "seeded by training.seed, written to training.output_dir/init and trained instead of "
                           "model.name_or_path; null trains model.name_or_path."},
     )
@@ -101,6 +103,12 @@ class SftConfig:
         _bound(self, where, "completion_length", 1)
         _bound(self, where, "mask_eps", 0.0, strict=True, below=1.0)
         _bound(self, where, "max_minutes", 0.0, strict=True)
+        for key, value in (self.init_model or {}).items():
+            if key == "model_type" and value not in ("llada", "diffusion_gemma"):
+                raise ConfigError(f"{where}.init_model.model_type: expected 'llada' or 'diffusion_gemma', got "
+                                  f"{_got(value)}")
+            if key != "model_type" and (not isinstance(value, int) or isinstance(value, bool)):
+                raise ConfigError(f"{where}.init_model.{key}: expected int, got {_got(value)}")
 
 
 @dataclass

@@ -135,6 +135,29 @@ class DataConfig:
 
 
 @dataclass
+class BlockDiffusionRolloutConfig:
+    """DiffusionGemma's sampler settings (``rollouts/diffusion_gemma.py``); null takes the checkpoint's
+    ``generation_config``. Used only for DiffusionGemma models, whose completions are ``max_completion_length``
+    tokens at most, in canvases of the model's ``canvas_length``."""
+
+    max_denoising_steps: int | None = field(default=None, metadata={"help": "Denoising steps per canvas (48)."})
+    entropy_bound: float | None = field(
+        default=None, metadata={"help": "Each step accepts the lowest-entropy tokens whose summed entropy, minus the "
+                                        "largest, stays under this bound (0.1)."})
+    t_min: float | None = field(default=None, metadata={"help": "Temperature of the last step (0.4)."})
+    t_max: float | None = field(default=None, metadata={"help": "Temperature of the first step (0.8)."})
+    stability_threshold: int | None = field(
+        default=None, metadata={"help": "Steps the canvas's argmax must repeat before it may stop (1)."})
+    confidence_threshold: float | None = field(
+        default=None, metadata={"help": "Mean entropy under which a stable canvas stops (0.005)."})
+
+    def validate(self, where: str) -> None:
+        _bound(self, where, ("max_denoising_steps", "stability_threshold"), 1)
+        _bound(self, where, ("entropy_bound", "confidence_threshold"), 0.0)
+        _bound(self, where, ("t_min", "t_max"), 0.0, strict=True)
+
+
+@dataclass
 class RolloutConfig(SamplerConfig):
     """How completions are generated: the rollout engine's sampler settings (see
     ``rollouts.sampler_config``) plus group and batch sizes. Defaults are d1's LLaDA settings."""
@@ -167,10 +190,18 @@ class RolloutConfig(SamplerConfig):
         metadata={"help": f"Confidence that picks which masked positions to commit at each step, one of {REMASKING}; "
                           f"null = the model family's reference."},
     )
+    block_diffusion: BlockDiffusionRolloutConfig = field(
+        default_factory=BlockDiffusionRolloutConfig,
+        metadata={"help": "DiffusionGemma's sampler settings (the masked-diffusion ones above do not apply to it)."},
+    )
 
     def sampler(self) -> SamplerConfig:
         """The rollout engine's settings for this recipe."""
         return SamplerConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(SamplerConfig)})
+
+    def block_diffusion_settings(self) -> dict:
+        """The keyword arguments of ``rollouts.diffusion_gemma.BlockDiffusionConfig`` for this recipe."""
+        return {"max_new_tokens": self.max_completion_length, **dataclasses.asdict(self.block_diffusion)}
 
     @property
     def steps_per_block(self) -> int:
@@ -180,6 +211,7 @@ class RolloutConfig(SamplerConfig):
         _bound(self, where, ("num_generations", "max_completion_length", "block_length", "diffusion_steps",
                              "generation_batch_size"), 1)
         _bound(self, where, "cfg_scale", 0.0)
+        self.block_diffusion.validate(f"{where}.block_diffusion")
         try:
             self.sampler().check(prefix=f"{where}.")
         except ValueError as e:

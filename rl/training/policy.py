@@ -107,13 +107,20 @@ class Policy:
 
     def reference_state(self) -> dict[str, torch.Tensor] | None:
         if isinstance(self.reference, FrozenCopyReference):
-            return {k: v.detach().cpu() for k, v in self.reference.adapter.model.state_dict().items()}
+            state, seen = {}, set()
+            for k, v in self.reference.adapter.model.state_dict().items():
+                if v.data_ptr() not in seen:  # a tied weight (DiffusionGemma's encoder = decoder) once
+                    seen.add(v.data_ptr())
+                    state[k] = v.detach().cpu()
+            return state
         return None
 
     def load_reference(self, checkpoint: Path) -> None:
         from safetensors.torch import load_file
         if (checkpoint / "reference.safetensors").is_file() and isinstance(self.reference, FrozenCopyReference):
-            self.reference.adapter.model.load_state_dict(load_file(str(checkpoint / "reference.safetensors")))
+            ref = self.reference.adapter
+            load = getattr(ref, "load_weights", ref.model.load_state_dict)  # DiffusionGemma: its tied keys left out
+            load(load_file(str(checkpoint / "reference.safetensors")))
 
 
 def build_policy(model_cfg, training_cfg, beta: float, targets: list[str], log=print,

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -50,7 +51,9 @@ class FrozenCopyReference(ReferencePolicy):
         model = copy.deepcopy(policy.model).to(device or policy.device).eval()
         for p in model.parameters():
             p.requires_grad_(False)
-        self.adapter = _DeviceBridge(model, policy)
+        # a DiffusionGemma adapter (a dataclass) is copied as it is, its model replaced, on the policy's device
+        self.adapter = (_DeviceBridge(model, policy) if isinstance(policy, ModelAdapter)
+                        else dataclasses.replace(policy, model=model))
 
     @contextmanager
     def use(self):

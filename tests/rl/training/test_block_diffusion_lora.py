@@ -7,9 +7,9 @@ import torch
 
 pytest.importorskip("transformers.models.diffusion_gemma")
 
-from unmask.rl.training.block_diffusion_lora import apply_lora, check_targets, merge_lora  # noqa: E402
 from unmask.rl.training.block_diffusion_update import BlockDiffusionUpdate  # noqa: E402
 from unmask.rollouts.diffusion_gemma import accepted_logprobs, replay_logits, tiny_diffusion_gemma  # noqa: E402
+from unmask.rollouts.diffusion_gemma_lora import apply_lora, check_targets, merge_lora  # noqa: E402
 
 from ..toy import algorithm  # noqa: E402
 from .test_block_diffusion_update import batch_of, rollout  # noqa: E402
