@@ -22,6 +22,7 @@ a function of the recorded inputs under the rollout's weights, and :func:`replay
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 
 import torch
@@ -79,6 +80,12 @@ class BlockDiffusionRecord:
     @property
     def canvases(self) -> int:
         return self.inputs.shape[1]
+
+    def rows(self, index: torch.Tensor) -> "BlockDiffusionRecord":
+        """The record of the rows ``index`` (a micro-batch; the prompts keep their padded width)."""
+        per_row = {f.name: getattr(self, f.name)[index.to(self.inputs.device)] for f in fields(self)
+                   if f.name not in ("temperatures", "config", "nfe")}
+        return BlockDiffusionRecord(**per_row, temperatures=self.temperatures, config=self.config, nfe=self.nfe)
 
 
 def temperatures(cfg: BlockDiffusionConfig) -> torch.Tensor:
@@ -222,37 +229,47 @@ def _encoded_before(model, record: BlockDiffusionRecord, canvas: int) -> tuple[_
 
 
 @torch.no_grad()
-def replay_logits(model, record: BlockDiffusionRecord, canvas: int) -> torch.Tensor:
+def replay_logits(model, record: BlockDiffusionRecord, canvas: int,
+                  keep: Iterable[int] | None = None) -> torch.Tensor | dict[int, torch.Tensor]:
     """[B, N, L, V] the temperature-scaled logits of every recorded step of ``canvas``, recomputed from the record
     (the encoder cache from the finished sequence, each step's self-conditioning from the step before): under the
-    rollout's weights, exactly what the sampler computed."""
+    rollout's weights, exactly what the sampler computed. ``keep``: only those steps' logits, {step: [B, L, V]} in
+    the self-conditioning dtype (what the sampler fed forward) — the memory an update needs (a full-size vocabulary
+    makes each step's B × L × V large: 0.13 GB per row in bf16 for DiffusionGemma-26B's canvas of 256)."""
     state, mask = _encoded_before(model, record, canvas)
     sc_dtype = model.model.decoder.embed_tokens.weight.dtype
-    out, sc = [], None
-    for j in range(int(record.refining[:, canvas].any(0).sum())):
+    wanted = None if keep is None else set(keep)
+    out, kept, sc = [], {}, None
+    last = int(record.refining[:, canvas].any(0).sum()) if wanted is None else max(wanted, default=-1) + 1
+    for j in range(last):
         x = record.inputs[:, canvas, j].long()
         processed = state.decode(x, sc, mask) / record.temperatures[j]
         if sc is not None:  # a stopped row keeps its last logits as self-conditioning
             processed = torch.where(record.refining[:, canvas, j, None, None], processed, sc.float())
-        out.append(processed)
         sc = processed.to(sc_dtype)
-    return torch.stack(out, 1)
+        if wanted is None:
+            out.append(processed)
+        elif j in wanted:
+            kept[j] = sc
+    return torch.stack(out, 1) if wanted is None else kept
 
 
 def accepted_logprobs(model, record: BlockDiffusionRecord, canvas: int, steps: list[int],
-                      replayed: torch.Tensor, per_token: bool = False) -> torch.Tensor:
+                      replayed: torch.Tensor | Mapping[int, torch.Tensor], per_token: bool = False) -> torch.Tensor:
     """[B, len(steps)] (``per_token``: [B, len(steps), L], 0 off the accepted positions) under the current weights,
     with gradients: each step's Σ over its accepted positions (rows still
     refining) of log softmax(f_θ(x_k, s_k) / T_k)[y_k] — the log-probability of the samples that shape the next canvas
     (acceptance depends on entropies only, so the other samples marginalise out). The acceptance set is taken as
-    recorded, and the self-conditioning s_k enters as an input: ``replayed`` [B, N', L, V] holds the rollout policy's
-    logits (``replay_logits`` before the update), s_k = its step k − 1, with no gradient through it. The encoder
-    cache (prompt and finished canvases) is computed with gradients, so they reach the shared weights through it."""
+    recorded, and the self-conditioning s_k enters as an input: ``replayed`` holds the rollout policy's logits
+    (``replay_logits`` before the update: [B, N', L, V], or {step: [B, L, V]} with at least each step k − 1), s_k =
+    its step k − 1, with no gradient through it. The encoder cache (prompt and finished canvases) is computed with
+    gradients, so they reach the shared weights through it."""
     state, mask = _encoded_before(model, record, canvas)
     sc_dtype = model.model.decoder.embed_tokens.weight.dtype
     out = []
     for j in steps:
-        sc = None if j == 0 else replayed[:, j - 1].detach().to(sc_dtype)
+        previous = None if j == 0 else replayed[j - 1] if isinstance(replayed, Mapping) else replayed[:, j - 1]
+        sc = None if previous is None else previous.detach().to(sc_dtype)
         logp = torch.log_softmax(state.decode(record.inputs[:, canvas, j].long(), sc, mask).float()
                                  / record.temperatures[j], -1)
         chosen = logp.gather(-1, record.samples[:, canvas, j].long().unsqueeze(-1)).squeeze(-1)

@@ -107,7 +107,9 @@ def block_diffusion_parts(policy: Policy, cfg) -> tuple[BlockDiffusionEngine, Bl
     engine = BlockDiffusionEngine(adapter.model, adapter.tokenizer, sampler)
     eval_engine = BlockDiffusionEngine(adapter.model, adapter.tokenizer, sampler)
     reference = None if policy.reference is None else (lambda: reference_model(policy.reference))
-    return engine, eval_engine, BlockDiffusionUpdate(adapter.model, cfg.algorithm, reference=reference)
+    update = BlockDiffusionUpdate(adapter.model, cfg.algorithm, reference=reference,
+                                  micro_batch_size=cfg.training.per_device_train_batch_size)
+    return engine, eval_engine, update
 
 
 @contextmanager

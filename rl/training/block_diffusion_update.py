@@ -20,10 +20,11 @@ acceptance rule (A_k is taken as recorded; it depends on θ only through entropi
 (independent of θ), the stopping rule, and that the kept canvas is its last step's argmax rather than a sample. It is
 the trajectory estimator's per-step policy gradient carried over: the likelihood of the choices the sampler made,
 at the states it visited. Memory: each canvas's selected steps are backpropagated together (the encoder cache of
-the prompt and earlier canvases with them), one canvas at a time; the loss is a weighted sum of per-step terms, so
-this is exact. The reference (``beta`` > 0) is a context giving the reference model: the LoRA model with its adapters
-disabled, or a frozen copy; with ``num_minibatches`` > 1 each iteration takes one optimizer step per consecutive
-share of the rows in the loss, each normalised on its own.
+the prompt and earlier canvases with them), one canvas and one micro-batch of rows (``micro_batch_size``) at a time;
+the loss is a weighted sum of per-row, per-step terms, so this is exact. Only the selected steps' self-conditioning is
+kept (``replay_logits(keep=...)``). The reference (``beta`` > 0) is a context giving the reference model: the LoRA
+model with its adapters disabled, or a frozen copy; with ``num_minibatches`` > 1 each iteration takes one optimizer
+step per consecutive share of the rows in the loss, each normalised on its own.
 """
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ class BlockDiffusionBatch:
 @dataclass
 class StepPlan:
     steps: list[list[int]]                    # per canvas: the step indices scored
-    replayed: list[torch.Tensor]              # per canvas: [B, N', L, V] the rollout policy's logits (s_k)
+    replayed: list[dict[int, torch.Tensor]]   # per canvas: {k − 1: [B, L, V]} the rollout policy's logits (s_k)
     old: list[torch.Tensor]                   # per canvas: [B, len(steps)] ℓ_k(θ_old)
     scored: list[torch.Tensor]                # per canvas: [B, len(steps)] bool: the step is in U_b
     ref: list[torch.Tensor] | None = None     # per canvas: [B, len(steps), L] the reference's per-token log-probs
@@ -83,11 +84,13 @@ class BlockDiffusionUpdate:
     docstring). ``reference``: a function returning a context manager that yields the reference model (None: the
     policy's own module, e.g. inside ``peft_model.disable_adapter()``), needed when ``beta`` > 0."""
 
-    def __init__(self, model, settings, reference: Callable[[], ContextManager] | None = None):
+    def __init__(self, model, settings, reference: Callable[[], ContextManager] | None = None,
+                 micro_batch_size: int | None = None):
         if settings.beta > 0 and reference is None:
             raise ValueError("algorithm.beta > 0 needs a reference for DiffusionGemma: pass reference= (e.g. "
                              "peft_model.disable_adapter), or set algorithm.beta: 0")
         self.model, self.settings, self.reference = model, settings, reference
+        self.micro_batch_size = micro_batch_size
         self.loss = POLICY_LOSSES.get(settings.loss, "algorithm.loss")
 
     @torch.no_grad()
@@ -96,21 +99,36 @@ class BlockDiffusionUpdate:
         rec, model = batch.record, self.model
         was_training = model.training
         model.eval()
-        replayed = [replay_logits(model, rec, c) for c in range(rec.canvases)]
-        plans = []
+        selections = []
         for j in range(self.settings.num_iterations):
             g = torch.Generator().manual_seed(int(batch.mask_seeds[j]))
-            steps = [select_steps(rec.refining[:, c], self.settings, g) for c in range(rec.canvases)]
-            old = [accepted_logprobs(model, rec, c, s, replayed[c]) if s else None for c, s in enumerate(steps)]
+            selections.append([select_steps(rec.refining[:, c], self.settings, g) for c in range(rec.canvases)])
+        # the self-conditioning of the selected steps only: their previous steps' logits
+        replayed = [replay_logits(model, rec, c, keep={k - 1 for steps in selections for k in steps[c] if k > 0})
+                    for c in range(rec.canvases)]
+        plans = []
+        for steps in selections:
+            every = torch.arange(batch.size)
+            old = [self._logprobs(model, rec, c, s, replayed[c], every) if s else None for c, s in enumerate(steps)]
             scored = [(rec.refining[:, c, s] & rec.accepted[:, c, s].any(-1)) for c, s in enumerate(steps)]
             ref = None
             if self.settings.beta > 0:
                 with self.reference() as ref_model:
-                    ref = [accepted_logprobs(ref_model or model, rec, c, s, replayed[c], per_token=True) if s else None
-                           for c, s in enumerate(steps)]
+                    ref = [self._logprobs(ref_model or model, rec, c, s, replayed[c], every, per_token=True)
+                           if s else None for c, s in enumerate(steps)]
             plans.append(StepPlan(steps, replayed, old, scored, ref))
         model.train(was_training)
         return plans
+
+    def _micro_batches(self, index: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return index.split(self.micro_batch_size or max(len(index), 1))
+
+    def _logprobs(self, model, record, canvas: int, steps: list[int], replayed: dict[int, torch.Tensor],
+                  index: torch.Tensor, per_token: bool = False) -> torch.Tensor:
+        """``accepted_logprobs`` of the rows ``index``, a micro-batch at a time (no gradients: the plan's)."""
+        return torch.cat([accepted_logprobs(model, record.rows(part), canvas, steps,
+                                            {k: v[part] for k, v in replayed.items()}, per_token=per_token)
+                          for part in self._micro_batches(index)])
 
     def run(self, batch: BlockDiffusionBatch, optimizer_step: Callable[[], None]) -> dict[str, float]:
         if batch.advantages is None or batch.advantages.dim() != 1:
@@ -135,26 +153,28 @@ class BlockDiffusionUpdate:
         weight = rows.float() / units.clamp(min=1) / max(int((rows & (units > 0)).sum()), 1)   # 1 / (|U_b| · rows)
         total = clipped = count = kl_sum = 0.0
         for c, steps in enumerate(plan.steps):
-            if not steps:
-                continue
-            mask = plan.scored[c] & rows[:, None]
-            tokens = accepted_logprobs(self.model, batch.record, c, steps, plan.replayed[c], per_token=True)
-            new = tokens.sum(-1)
-            adv = batch.advantages.float().unsqueeze(1).expand_as(new)
-            per_step, info = self.loss(new.unsqueeze(-1), plan.old[c].unsqueeze(-1), adv, mask.unsqueeze(-1), s)
-            per_step = per_step.squeeze(-1)
-            if s.beta > 0:
-                live = batch.record.accepted[:, c, steps] & batch.record.refining[:, c, steps, None]
-                kl = (kl_penalty(tokens, plan.ref[c], s.kl_estimator) * live).sum(-1) / live.sum(-1).clamp(min=1)
-                per_step = per_step + s.beta * kl
-                kl_sum += float((kl.detach() * mask).sum())
-            loss = (per_step * mask * weight[:, None]).sum()
-            loss.backward()
-            total += float(loss.detach())
-            region = info.get("clip_ratio/region_mean")
-            if region is not None:
-                clipped += float((region.squeeze(-1) & mask).sum())
-            count += float(mask.sum())
+            for part in self._micro_batches(rows.nonzero().flatten()) if steps else ():
+                sub = batch.record.rows(part)
+                tokens = accepted_logprobs(self.model, sub, c, steps, {k: v[part] for k, v in plan.replayed[c].items()},
+                                           per_token=True)
+                new, mask = tokens.sum(-1), plan.scored[c][part]
+                adv = batch.advantages[part].float().unsqueeze(1).expand_as(new)
+                per_step, info = self.loss(new.unsqueeze(-1), plan.old[c][part].unsqueeze(-1), adv, mask.unsqueeze(-1),
+                                           s)
+                per_step = per_step.squeeze(-1)
+                if s.beta > 0:
+                    live = sub.accepted[:, c, steps] & sub.refining[:, c, steps, None]
+                    kl = ((kl_penalty(tokens, plan.ref[c][part], s.kl_estimator) * live).sum(-1)
+                          / live.sum(-1).clamp(min=1))
+                    per_step = per_step + s.beta * kl
+                    kl_sum += float((kl.detach() * mask).sum())
+                loss = (per_step * mask * weight[part][:, None]).sum()
+                loss.backward()
+                total += float(loss.detach())
+                region = info.get("clip_ratio/region_mean")
+                if region is not None:
+                    clipped += float((region.squeeze(-1) & mask).sum())
+                count += float(mask.sum())
         out = {"loss": total, "clip_ratio/region_mean": clipped / max(count, 1.0), "units": count}
         if s.beta > 0:
             out["kl"] = kl_sum / max(count, 1.0)

@@ -73,6 +73,9 @@ def test_replay_recomputes_every_step():
         kept = logits[torch.arange(2), last].argmax(-1)
         start = 5 + canvas * 8
         assert torch.equal(kept, record.sequences[:, start:start + 8])
+        some = replay_logits(model, record, canvas, keep=[0, logits.shape[1] - 2])  # what an update keeps
+        assert sorted(some) == [0, logits.shape[1] - 2]
+        assert all(torch.equal(some[j], logits[:, j]) for j in some)
 
 
 def test_accepted_logprobs_match_transformers_forward_in_value_and_gradient():

@@ -2,6 +2,8 @@
 its loss is the clipped per-step formula on hand-checked ratios, and RL on a tiny model raises a reward."""
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import pytest
 import torch
 
@@ -198,6 +200,25 @@ def test_minibatches_step_once_per_share_of_the_rows():
     full = grads(model)
     for name in full:  # without an update between them the two halves' gradients, each a mean over its 2 rows, add
         torch.testing.assert_close((seen[0][name] + seen[1][name]) / 2, full[name], atol=1e-6, rtol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.05])
+def test_micro_batches_of_rows_give_the_whole_batch_gradient(beta):
+    model, reference = tiny_diffusion_gemma(seed=1), tiny_diffusion_gemma(seed=4)
+    record = rollout(model, 3, seed=5)  # 6 rows, left-padded prompts of two lengths
+    settings = algorithm("diffu_grpo", beta=beta, num_iterations=1, step_selection="all", loss="clipped")
+    batch = batch_of(record, [1.0, 0.0, 0.5, 0.0, 0.2, 0.9], 3, settings)
+    found = {}
+    for size in (None, 4, 1):  # the whole batch at once, 4 + 2 rows, one row at a time
+        model.zero_grad()
+        update = BlockDiffusionUpdate(model, settings, reference=lambda: nullcontext(reference), micro_batch_size=size)
+        metrics = update.run(batch, lambda: None)
+        found[size] = (grads(model), metrics)
+    whole, metrics = found[None]
+    for size in (4, 1):
+        assert found[size][1] == pytest.approx(metrics, abs=1e-6)
+        for name in whole:
+            torch.testing.assert_close(found[size][0][name], whole[name], atol=1e-6, rtol=1e-5, msg=name)
 
 
 def test_one_rl_step_from_text_prompts_is_the_pieces_composed():
