@@ -27,6 +27,7 @@ import torch
 
 from unmask.rl.training.policy import is_peft_model
 from unmask.rollouts.adapter import wrap_model
+from unmask.rollouts.diffusion_gemma_engine import MODEL_TYPE as BLOCK_DIFFUSION
 
 from .config import ModelConfig, RecipeConfig, RewardSpec
 from .config.flat import RLConfig
@@ -73,7 +74,8 @@ def _model_section(section: ModelConfig, model: Any, tokenizer: Any) -> ModelCon
     """The recipe's model section for a model given in memory: its name, dtype and (PEFT model) LoRA settings,
     so that the saved recipe says what was trained."""
     base = model.get_base_model() if is_peft_model(model) else model
-    wrap_model(base, tokenizer)  # a model unmask cannot drive fails now, naming what it takes
+    if getattr(getattr(base, "config", None), "model_type", None) != BLOCK_DIFFUSION:  # DiffusionGemma: its own path
+        wrap_model(base, tokenizer)  # a model unmask cannot drive fails now, naming what it takes
     name = str(getattr(base, "name_or_path", "") or "")
     if not name and tokenizer is None:
         raise ValueError(f"the {type(base).__name__} given has no name_or_path to load its tokenizer from; pass "

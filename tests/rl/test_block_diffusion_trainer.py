@@ -165,9 +165,24 @@ def test_unmask_sft_trains_a_random_diffusion_gemma_and_resumes_exactly(tmp_path
     ("algorithm.value_model=policy algorithm.step_selection=all", "algorithm.value_model is not available"),
     ("training.deepspeed=recipes/deepspeed/zero2.json", "training.deepspeed is not available for DiffusionGemma"),
     ("model.lora_target_modules=[q_proj,qkv]", r"LoRA targets \['qkv'\] match no linear layer"),
+    ("model.gradient_checkpointing=true", "model.gradient_checkpointing gives wrong gradients"),
 ])
 def test_unsupported_settings_fail_before_weights_load(tiny_dg, tmp_path, monkeypatch, override, message):
     import unmask.rl.training.block_diffusion_policy as policy
     monkeypatch.setattr(policy, "load_block_diffusion", lambda *a, **k: pytest.fail("weights loaded"))
     with pytest.raises(ValueError, match=message):
         Trainer(rl_recipe(tiny_dg, tmp_path, "model.use_peft=true", *override.split()))
+
+
+def test_the_python_api_trains_a_diffusion_gemma_given_in_memory(tmp_path):
+    from unmask.rl.api import RLTrainer
+    start = random_block_diffusion(SHAPE, seed=1)
+    before = {k: v.clone() for k, v in start.model.state_dict().items()}
+    rows = [{"question": f"{a}+{a}=", "answer": str(2 * a)} for a in range(4)]
+    trainer = RLTrainer(start.model, digit_share, args=rl_recipe(tmp_path, tmp_path, "training.max_steps=1",
+                                                                  "data.prompt_template=plain"),
+                        train_dataset=rows, processing_class=start.tokenizer, log=lambda *a: None)
+    metrics = trainer.train()
+    assert "reward" in metrics and trainer.block_diffusion
+    after = start.model.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # the model given was trained in place
