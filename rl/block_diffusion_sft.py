@@ -120,6 +120,9 @@ class BlockDiffusionSftTrainer(SftTrainer):
 
     @staticmethod
     def check_model(cfg) -> list[str]:
+        if cfg.model.gradient_checkpointing:  # a recomputed canvas would see the encoder cache of the later ones
+            raise ValueError("model.gradient_checkpointing is not available for DiffusionGemma SFT (the encoder "
+                             "cache grows canvas by canvas during the loss); set it to false (RL supports it)")
         return check_block_diffusion_model(cfg.model, cfg.training)
 
     def batch_loss(self, rows: list[dict], generator: torch.Generator) -> tuple[torch.Tensor, int, dict]:

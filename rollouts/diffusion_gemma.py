@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, fields
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 
 
 @dataclass
@@ -255,7 +256,8 @@ def replay_logits(model, record: BlockDiffusionRecord, canvas: int,
 
 
 def accepted_logprobs(model, record: BlockDiffusionRecord, canvas: int, steps: list[int],
-                      replayed: torch.Tensor | Mapping[int, torch.Tensor], per_token: bool = False) -> torch.Tensor:
+                      replayed: torch.Tensor | Mapping[int, torch.Tensor], per_token: bool = False,
+                      checkpoint: bool = False) -> torch.Tensor:
     """[B, len(steps)] (``per_token``: [B, len(steps), L], 0 off the accepted positions) under the current weights,
     with gradients: each step's Σ over its accepted positions (rows still
     refining) of log softmax(f_θ(x_k, s_k) / T_k)[y_k] — the log-probability of the samples that shape the next canvas
@@ -263,16 +265,24 @@ def accepted_logprobs(model, record: BlockDiffusionRecord, canvas: int, steps: l
     recorded, and the self-conditioning s_k enters as an input: ``replayed`` holds the rollout policy's logits
     (``replay_logits`` before the update: [B, N', L, V], or {step: [B, L, V]} with at least each step k − 1), s_k =
     its step k − 1, with no gradient through it. The encoder cache (prompt and finished canvases) is computed with
-    gradients, so they reach the shared weights through it."""
+    gradients, so they reach the shared weights through it. ``checkpoint``: activation checkpointing of each step's
+    decoder pass and log-softmax (``torch.utils.checkpoint``; transformers' own checkpointing gives wrong results
+    with this cached forward, measured)."""
     state, mask = _encoded_before(model, record, canvas)
     sc_dtype = model.model.decoder.embed_tokens.weight.dtype
+    def chosen_logprobs(x: torch.Tensor, sc: torch.Tensor | None, y: torch.Tensor, temperature: torch.Tensor):
+        logp = torch.log_softmax(state.decode(x, sc, mask).float() / temperature, -1)
+        return logp.gather(-1, y.unsqueeze(-1)).squeeze(-1)
+
     out = []
     for j in steps:
         previous = None if j == 0 else replayed[j - 1] if isinstance(replayed, Mapping) else replayed[:, j - 1]
         sc = None if previous is None else previous.detach().to(sc_dtype)
-        logp = torch.log_softmax(state.decode(record.inputs[:, canvas, j].long(), sc, mask).float()
-                                 / record.temperatures[j], -1)
-        chosen = logp.gather(-1, record.samples[:, canvas, j].long().unsqueeze(-1)).squeeze(-1)
+        inputs = (record.inputs[:, canvas, j].long(), sc, record.samples[:, canvas, j].long(), record.temperatures[j])
+        # checkpointed: only [B, L] is kept for the backward; the decoder and its B × L × V logits run again there
+        # (the decoder reads the encoder's cache and never writes it, so the recomputation is the same function)
+        chosen = (torch.utils.checkpoint.checkpoint(chosen_logprobs, *inputs, use_reentrant=False) if checkpoint
+                  else chosen_logprobs(*inputs))
         live = record.accepted[:, canvas, j] & record.refining[:, canvas, j, None]
         out.append(chosen * live if per_token else (chosen * live).sum(-1))
     return torch.stack(out, 1)

@@ -51,18 +51,11 @@ def check_block_diffusion_recipe(cfg, model=None) -> list[str]:
 
 
 def check_block_diffusion_model(model_cfg, training_cfg, model=None) -> list[str]:
-    """Preflight of a DiffusionGemma model section (RL and SFT): DeepSpeed, 4-bit loading and gradient checkpointing
-    are refused; returns
+    """Preflight of a DiffusionGemma model section (RL and SFT): DeepSpeed and 4-bit loading are refused; returns
     the LoRA targets, checked on the meta skeleton of the checkpoint's (or ``model``'s) config; [] without LoRA."""
     refuse({"training.deepspeed": (bool(training_cfg.deepspeed), "is not available for DiffusionGemma yet; train on "
                                                                  "one device (LoRA) and set it to null"),
-            "model.load_in_4bit": (model_cfg.load_in_4bit, "is not available for DiffusionGemma; set it to false"),
-            # measured: with transformers' checkpointing on, the replayed steps' log-probs and gradients are wrong
-            # (gradients off by up to 4.6 on a tiny model; the cause, probably the encoder cache, not investigated)
-            "model.gradient_checkpointing": (model_cfg.gradient_checkpointing,
-                                             "gives wrong gradients with DiffusionGemma's cached forward; set it to "
-                                             "false and bound memory with training.per_device_train_batch_size and "
-                                             "algorithm.step_selection: random with a small step_k")})
+            "model.load_in_4bit": (model_cfg.load_in_4bit, "is not available for DiffusionGemma; set it to false")})
     if not model_cfg.use_peft:
         return []
     if model is not None and hasattr(model, "peft_config"):
@@ -116,7 +109,8 @@ def block_diffusion_parts(policy: Policy, cfg) -> tuple[BlockDiffusionEngine, Bl
     eval_engine = BlockDiffusionEngine(adapter.model, adapter.tokenizer, sampler)
     reference = None if policy.reference is None else (lambda: reference_model(policy.reference))
     update = BlockDiffusionUpdate(adapter.model, cfg.algorithm, reference=reference,
-                                  micro_batch_size=cfg.training.per_device_train_batch_size)
+                                  micro_batch_size=cfg.training.per_device_train_batch_size,
+                                  checkpoint=cfg.model.gradient_checkpointing)
     return engine, eval_engine, update
 
 

@@ -19,12 +19,13 @@ What the objective ignores: the gradient through self-conditioning (s_k is an in
 acceptance rule (A_k is taken as recorded; it depends on θ only through entropies, as a set), the re-noising
 (independent of θ), the stopping rule, and that the kept canvas is its last step's argmax rather than a sample. It is
 the trajectory estimator's per-step policy gradient carried over: the likelihood of the choices the sampler made,
-at the states it visited. Memory: each canvas's selected steps are backpropagated together (the encoder cache of
-the prompt and earlier canvases with them), one canvas and one micro-batch of rows (``micro_batch_size``) at a time;
-the loss is a weighted sum of per-row, per-step terms, so this is exact. Only the selected steps' self-conditioning is
-kept (``replay_logits(keep=...)``). The reference (``beta`` > 0) is a context giving the reference model: the LoRA
-model with its adapters disabled, or a frozen copy; with ``num_minibatches`` > 1 each iteration takes one optimizer
-step per consecutive share of the rows in the loss, each normalised on its own.
+at the states it visited. Memory: each canvas's selected steps are backpropagated together (the encoder cache of the
+prompt and earlier canvases with them), one canvas and one micro-batch of rows (``micro_batch_size``) at a time; the
+loss is a weighted sum of per-row, per-step terms, so this is exact. Only the selected steps' self-conditioning is
+kept (``replay_logits(keep=...)``); ``checkpoint`` recomputes each step's decoder pass in the backward. The reference
+(``beta`` > 0) is a context giving the reference model: the LoRA model with its adapters disabled, or a frozen copy;
+with ``num_minibatches`` > 1 each iteration takes one optimizer step per consecutive share of the rows in the loss,
+each normalised on its own.
 """
 from __future__ import annotations
 
@@ -85,12 +86,12 @@ class BlockDiffusionUpdate:
     policy's own module, e.g. inside ``peft_model.disable_adapter()``), needed when ``beta`` > 0."""
 
     def __init__(self, model, settings, reference: Callable[[], ContextManager] | None = None,
-                 micro_batch_size: int | None = None):
+                 micro_batch_size: int | None = None, checkpoint: bool = False):
         if settings.beta > 0 and reference is None:
             raise ValueError("algorithm.beta > 0 needs a reference for DiffusionGemma: pass reference= (e.g. "
                              "peft_model.disable_adapter), or set algorithm.beta: 0")
         self.model, self.settings, self.reference = model, settings, reference
-        self.micro_batch_size = micro_batch_size
+        self.micro_batch_size, self.checkpoint = micro_batch_size, checkpoint
         self.loss = POLICY_LOSSES.get(settings.loss, "algorithm.loss")
 
     @torch.no_grad()
@@ -156,7 +157,7 @@ class BlockDiffusionUpdate:
             for part in self._micro_batches(rows.nonzero().flatten()) if steps else ():
                 sub = batch.record.rows(part)
                 tokens = accepted_logprobs(self.model, sub, c, steps, {k: v[part] for k, v in plan.replayed[c].items()},
-                                           per_token=True)
+                                           per_token=True, checkpoint=self.checkpoint)
                 new, mask = tokens.sum(-1), plan.scored[c][part]
                 adv = batch.advantages[part].float().unsqueeze(1).expand_as(new)
                 per_step, info = self.loss(new.unsqueeze(-1), plan.old[c][part].unsqueeze(-1), adv, mask.unsqueeze(-1),

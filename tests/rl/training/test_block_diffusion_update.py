@@ -203,19 +203,20 @@ def test_minibatches_step_once_per_share_of_the_rows():
 
 
 @pytest.mark.parametrize("beta", [0.0, 0.05])
-def test_micro_batches_of_rows_give_the_whole_batch_gradient(beta):
+def test_micro_batches_of_rows_and_checkpointing_give_the_whole_batch_gradient(beta):
     model, reference = tiny_diffusion_gemma(seed=1), tiny_diffusion_gemma(seed=4)
     record = rollout(model, 3, seed=5)  # 6 rows, left-padded prompts of two lengths
     settings = algorithm("diffu_grpo", beta=beta, num_iterations=1, step_selection="all", loss="clipped")
     batch = batch_of(record, [1.0, 0.0, 0.5, 0.0, 0.2, 0.9], 3, settings)
     found = {}
-    for size in (None, 4, 1):  # the whole batch at once, 4 + 2 rows, one row at a time
-        model.zero_grad()
-        update = BlockDiffusionUpdate(model, settings, reference=lambda: nullcontext(reference), micro_batch_size=size)
+    for size, checkpoint in ((None, False), (4, False), (1, False), (4, True)):  # the whole batch, 4 + 2 rows, one
+        model.zero_grad()                                                       # row at a time; and checkpointed
+        update = BlockDiffusionUpdate(model, settings, reference=lambda: nullcontext(reference), micro_batch_size=size,
+                                      checkpoint=checkpoint)
         metrics = update.run(batch, lambda: None)
-        found[size] = (grads(model), metrics)
-    whole, metrics = found[None]
-    for size in (4, 1):
+        found[size, checkpoint] = (grads(model), metrics)
+    whole, metrics = found[None, False]
+    for size in ((4, False), (1, False), (4, True)):
         assert found[size][1] == pytest.approx(metrics, abs=1e-6)
         for name in whole:
             torch.testing.assert_close(found[size][0][name], whole[name], atol=1e-6, rtol=1e-5, msg=name)
