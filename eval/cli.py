@@ -9,6 +9,8 @@
         --data-files tests/fixtures/data/gsm8k/test.jsonl --limit 8   # offline
     unmask eval --model google/diffusiongemma-26B-A4B-it --adapter out/dg-run --benchmark gsm8k \\
         --max-denoising-steps 48   # DiffusionGemma (its own sampler; a LoRA adapter is merged once)
+    unmask eval --backend openai --base-url http://127.0.0.1:8000/v1 --model Qwen/Qwen2.5-7B-Instruct \\
+        --benchmark gsm8k   # an autoregressive baseline served by vllm serve (any OpenAI-compatible server)
 """
 from __future__ import annotations
 
@@ -43,6 +45,15 @@ def add_eval_parser(sub) -> None:
                              "options above only --max-completion-length and --seed apply)")
     g.add_argument("--max-denoising-steps", type=int, default=None, help="denoising steps per canvas")
     g.add_argument("--entropy-bound", type=float, default=None, help="the entropy-bound acceptance's bound")
+    o = p.add_argument_group("OpenAI-compatible server (--backend openai: --model is the served model's name; of the "
+                             "sampler options above --max-completion-length, --temperature and --seed apply)")
+    o.add_argument("--backend", choices=["dllm", "openai"], default="dllm",
+                   help="dllm: load --model and decode it here; openai: ask a server (vllm serve, ...) at --base-url")
+    o.add_argument("--base-url", default=None, help="the server's API root, e.g. http://127.0.0.1:8000/v1")
+    o.add_argument("--api-key", default=None, help="the server's key (default: $OPENAI_API_KEY, else EMPTY)")
+    o.add_argument("--concurrency", type=int, default=8, help="requests in flight at once")
+    o.add_argument("--timeout", type=float, default=120.0, help="seconds per request attempt")
+    o.add_argument("--max-retries", type=int, default=4, help="retries of a failed request, with exponential backoff")
     p.set_defaults(func=run_eval, max_completion_length=None)
 
 
@@ -81,9 +92,15 @@ def run_eval(args: argparse.Namespace) -> int:
                          f"give one per benchmark, in the order of --benchmark")
     if args.num_samples < 1:
         raise ValueError("--num-samples must be >= 1")
-    args.adapter = None if args.adapter is None else str(model_dir(args.adapter))  # an older checkpoint: its model/
-    check_sources(args)  # a mistyped path fails now, not after the benchmark data downloads
+    server = args.backend == "openai"
+    if server:
+        check_server_arguments(args)
+    else:
+        args.adapter = None if args.adapter is None else str(model_dir(args.adapter))  # an older checkpoint's model/
+        check_sources(args)  # a mistyped path fails now, not after the benchmark data downloads
     loaded = [(b, b.load(None if args.data_files is None else args.data_files[i])) for i, b in enumerate(benches)]
+    if server:
+        return evaluate_on_server(args, loaded)
     block_diffusion = is_block_diffusion_checkpoint(args.model)
     if block_diffusion:  # DiffusionGemma: transformers' model, a LoRA adapter merged once
         model, tokenizer = load_block_diffusion(args.model, dtype=args.dtype, device=args.device,
@@ -106,10 +123,48 @@ def run_eval(args: argparse.Namespace) -> int:
                                 batch_size=args.batch_size, seed=args.seed, settings=engine.config.as_dict(),
                                 total=len(rows), limited=args.limit is not None, command=command,
                                 system_prompt=args.system_prompt)
-        score = summary["accuracy"][summary["primary_grader"]]["accuracy"]
-        shown = f"{100 * score:.2f}" if summary["final"] else "no final score (incomplete)"
-        print(f"{bench.name}: {shown} ({summary['scored']}/{summary['total']} scored) -> {args.out}")
+        report(bench, summary, args.out)
     return 0
+
+
+def check_server_arguments(args: argparse.Namespace) -> None:
+    """--backend openai: a server URL, and none of the options that only a model loaded here takes."""
+    if not args.base_url or not args.base_url.startswith(("http://", "https://")):
+        raise ValueError(f"--backend openai needs --base-url http(s)://HOST:PORT/v1 (got {args.base_url!r}); start a "
+                         f"server first, e.g. vllm serve MODEL --port 8000")
+    if args.adapter is not None or args.tokenizer is not None:
+        raise ValueError("--adapter and --tokenizer apply to a model loaded here; with --backend openai the server "
+                         "holds the model (serve the adapter with vLLM's --lora-modules)")
+    if args.concurrency < 1 or args.max_retries < 0 or not args.timeout > 0:
+        raise ValueError("--concurrency must be >= 1, --max-retries >= 0 and --timeout > 0")
+
+
+def evaluate_on_server(args: argparse.Namespace, loaded: list) -> int:
+    """``unmask eval --backend openai``: every benchmark through the server, written and summarised as a dLLM run."""
+    import os
+
+    from .openai_backend import ServerSettings, openai_generator
+    from .runner import run_benchmark
+    command = "unmask " + " ".join(shlex.quote(a) for a in getattr(args, "argv", sys.argv[1:]))
+    for bench, rows in loaded:
+        server = ServerSettings(
+            base_url=args.base_url, model=args.model, max_tokens=args.max_completion_length or bench.default_length,
+            temperature=args.temperature or 0.0, top_p=args.top_p or 1.0, stop=list(TEMPLATES.get(bench.template).stop),
+            concurrency=args.concurrency, timeout=args.timeout, max_retries=args.max_retries,
+            api_key=args.api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY")
+        subset = rows[: args.limit] if args.limit else rows
+        summary = run_benchmark(bench, subset, openai_generator(server), Path(args.out), num_samples=args.num_samples,
+                                batch_size=args.batch_size, seed=args.seed, settings=server.as_dict(),
+                                total=len(rows), limited=args.limit is not None, command=command,
+                                system_prompt=args.system_prompt)
+        report(bench, summary, args.out)
+    return 0
+
+
+def report(bench, summary: dict, out: str) -> None:
+    score = summary["accuracy"][summary["primary_grader"]]["accuracy"]
+    shown = f"{100 * score:.2f}" if summary["final"] else "no final score (incomplete)"
+    print(f"{bench.name}: {shown} ({summary['scored']}/{summary['total']} scored) -> {out}")
 
 
 def check_sources(args: argparse.Namespace) -> None:

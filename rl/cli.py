@@ -7,7 +7,8 @@ measures the decoding modes; ``unmask train RECIPE`` validates a recipe (``--pri
 resolved; it also trains); ``unmask sft RECIPE`` runs masked-diffusion SFT (``rl.sft``), ``unmask dpo RECIPE``
 VRPO preference optimisation (``rl.dpo``); ``unmask eval``
 scores benchmarks and ``unmask merge`` merges LoRA (``eval.cli``);
-``unmask score`` grades completions already written (``eval.score``).
+``unmask score`` grades completions already written (``eval.score``); ``unmask serve-vllm MODEL`` serves a model with
+vLLM in a venv of its own (``eval.vllm_server``).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import sys
 from unmask import __version__
 from unmask.eval.cli import add_eval_parser, add_merge_parser
 from unmask.eval.score import add_score_parser
+from unmask.eval.vllm_server import add_serve_parser
 from unmask.rollouts.cli import add_generate_parser, add_smoke_parser
 
 from .compare import add_compare_parser
@@ -169,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_smoke_parser(sub)
     add_eval_parser(sub)
     add_score_parser(sub)
+    add_serve_parser(sub)
     add_merge_parser(sub)
     return parser
 
@@ -181,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     # (a word without `=` is then reported by the recipe loader as a malformed override, as it is before them)
     if extra and args.command in ("train", "sft", "demo", "compare") and not any(e.startswith("-") for e in extra):
         args.overrides += extra
+    elif args.command == "serve-vllm":
+        args.vllm_args = [e for e in extra if e != "--"]  # `unmask serve-vllm MODEL -- --max-model-len 4096`
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:

@@ -187,7 +187,7 @@ class Trainer:
                 if self.cfg.logging.log_completions:
                     scores = result.scores
                     self.logger.completions(self.global_step, scores.prompts, scores.texts, scores.total,
-                                            show=self.cfg.logging.num_completions_to_print)
+                                            show=self.cfg.logging.num_completions_to_print, notes=scores.notes)
             stop = False
             if self.eval_rows is not None and t.eval_steps and self._crossed(before, t.eval_steps):
                 stop = self._after_eval(self.evaluate())
@@ -222,7 +222,7 @@ class Trainer:
         prompts = [adapter.tokenizer.decode(p) for p in prompt_ids]
         ids = [c[m].tolist() for c, m in zip(completions, first_eos_mask(completions, adapter.eos_id))]
         breakdown = self._rewards(texts, ids, rows)
-        return Scores(breakdown.total, breakdown.per_reward, prompts, texts)
+        return Scores(breakdown.total, breakdown.per_reward, prompts, texts, breakdown.notes)
 
     def _rewards(self, texts: list[str], completion_ids: list[list[int]], rows: list[dict]):
         """The recipe's rewards, called as TRL calls them on a conversational dataset (the templates render chat

@@ -58,10 +58,14 @@ class MetricsLogger:
         self.log(f"step {step}/{self.max_steps} | {shown} | {rate:.1f} s/step, ETA {eta / 60:.1f} min")
 
     def completions(self, step: int, prompts: list[str], completions: list[str], rewards: list[float],
-                    show: int = 0) -> None:
+                    show: int = 0, notes: dict[str, list] | None = None) -> None:
+        """One line per sample; ``notes``: per reward, what it said of each completion (an LLM judge's answers)."""
         with self.samples.open("a") as f:
-            for p, c, r in zip(prompts, completions, rewards):
-                f.write(json.dumps({"step": step, "prompt": p, "completion": c, "reward": r}) + "\n")
+            for i, (p, c, r) in enumerate(zip(prompts, completions, rewards)):
+                line = {"step": step, "prompt": p, "completion": c, "reward": r}
+                if notes:
+                    line["notes"] = {name: said[i] for name, said in notes.items() if i < len(said)}
+                f.write(json.dumps(line, default=str) + "\n")
         if self.wandb is not None:
             import wandb
             self.wandb.log({"completions": wandb.Table(columns=["prompt", "completion", "reward"],

@@ -38,6 +38,7 @@ class Scores:
     per_reward: dict[str, list[float | None]] = field(default_factory=dict)  #: each named reward's values
     prompts: list[str] | None = None  #: the decoded prompts and completions, for logging samples
     texts: list[str] | None = None
+    notes: dict[str, list] = field(default_factory=dict)  #: per reward, what it said of each completion (a judge)
 
 
 # (prompt ids of each completion [N], completion ids [N, L], the dataset row of each completion [N]) -> Scores
