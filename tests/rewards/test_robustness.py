@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -11,7 +12,21 @@ from unmask.rewards import get_reward, list_rewards
 from unmask.rewards.registry import is_factory
 from unmask.rewards.sandbox import SandboxLimits
 
-FACTORY_ARGS = {"length_penalty": {"max_completion_length": 16, "unit": "chars"}}
+
+class EchoJudge:
+    """An ``openai.OpenAI``-shaped judge client that answers with the end of what it was asked."""
+
+    def __init__(self):
+        self.chat = SimpleNamespace(completions=SimpleNamespace(create=self.create))
+
+    def create(self, messages, **request):
+        content = SimpleNamespace(content=messages[-1]["content"][-20:])
+        return SimpleNamespace(choices=[SimpleNamespace(message=content)])
+
+
+FACTORY_ARGS = {"length_penalty": {"max_completion_length": 16, "unit": "chars"},
+                "llm_judge": {"base_url": "http://unused/v1", "model": "judge", "client": EchoJudge(),
+                              "prompt_template": "{prompt} {completion} {answer} {0}"}}
 SANDBOXED = {"code_humaneval", "code_tests"}
 QUICK = SandboxLimits(timeout_s=2.0, memory_mb=256)
 
