@@ -19,7 +19,7 @@ from unmask import __version__
 from unmask.eval.cli import add_eval_parser, add_merge_parser
 from unmask.eval.score import add_score_parser
 from unmask.eval.vllm_server import add_serve_parser
-from unmask.rollouts.cli import add_generate_parser, add_smoke_parser
+from unmask.rollouts.cli import add_generate_parser, add_smoke_parser, add_view_parser
 
 from .compare import add_compare_parser
 
@@ -166,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_parser(sub)
     add_bench_parser(sub)
     add_generate_parser(sub)
+    add_view_parser(sub)
     add_demo_parser(sub)
     add_compare_parser(sub)
     add_smoke_parser(sub)

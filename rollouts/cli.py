@@ -61,8 +61,43 @@ def add_generate_parser(sub) -> None:
     p.add_argument("--mask-token-id", type=int, default=None, help="override config.json's mask_token_id")
     p.add_argument("--adapter", default=None, help="LoRA adapter directory (a training checkpoint folder or a run's "
                                                    "output_dir), merged into the model's weights before decoding")
+    p.add_argument("--save-trajectory", default=None, metavar="PATH",
+                   help="save the rollout's trajectory record (safetensors; unmask view PATH replays it)")
     add_sampler_arguments(p)
     p.set_defaults(func=run_generate)
+
+
+def add_view_parser(sub) -> None:
+    p = sub.add_parser("view", help="write one self-contained HTML page replaying a saved trajectory step by step")
+    p.add_argument("trajectory", help="a trajectory record (.safetensors: unmask generate --save-trajectory)")
+    p.add_argument("--out", default=None, help="the HTML file (default: the trajectory's name with .html)")
+    p.add_argument("--row", type=int, action="append", default=None, help="rows to include (repeat; default all)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model", help="checkpoint directory or Hub id whose tokenizer decodes the tokens")
+    src.add_argument("--tokenizer", help="tokenizer path or Hub id; 'bytes' = the built-in byte tokenizer")
+    p.set_defaults(func=run_view)
+
+
+def run_view(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .models.checkpoint import checkpoint_source, resolve_checkpoint
+    from .tokenizer import load_tokenizer
+    from .trajectory import Trajectory
+    from .viewer import write_view
+    if not Path(args.trajectory).is_file():
+        raise FileNotFoundError(f"{args.trajectory} does not exist; save one with unmask generate ... "
+                                f"--save-trajectory PATH")
+    traj = Trajectory.load(args.trajectory)
+    ids = {"mask": traj.mask_id, "eos": traj.pad_id, "bos": None}
+    if args.model is not None:
+        checkpoint_source(args.model)
+        tokenizer = load_tokenizer(None, resolve_checkpoint(args.model), ids)
+    else:
+        tokenizer = load_tokenizer(args.tokenizer, Path("."), ids)
+    out = write_view(args.trajectory, args.out or Path(args.trajectory).with_suffix(".html"), tokenizer, args.row)
+    print(f"wrote {out}")
+    return 0
 
 
 def _parse_ids(text: str) -> list[int]:
@@ -92,6 +127,10 @@ def run_generate(args: argparse.Namespace) -> int:
     tokens = traj.completion_ids.numel()
     print(f"# {adapter.family.name}: {tokens} tokens, {traj.nfe} forward passes, {traj.seconds:.2f} s "
           f"({tokens / traj.seconds:.0f} tokens/s)")
+    if args.save_trajectory:
+        traj.save(args.save_trajectory)
+        print(f"# trajectory saved to {args.save_trajectory} (unmask view {args.save_trajectory} --model "
+              f"{args.model} --out view.html)")
     return 0
 
 
