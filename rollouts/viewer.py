@@ -80,7 +80,8 @@ small{color:#666}
 <svg id="heat"></svg>
 <p><small>Tokens are coloured by the step that committed them (early: blue, late: red); the ones the last step
 committed are outlined; ░ is a masked position; hover a token for its commit step and log-probability. The heatmap
-marks, for each position (x) and step (y, down), the step that committed it; the shade covers the steps taken.</small></p>
+marks, for each position (x) and step (y, down), the step that committed it; the shade covers the steps
+taken.</small></p>
 <script id="data" type="application/json">__DATA__</script>
 <script>
 const DATA = JSON.parse(document.getElementById("data").textContent);
