@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import time
 import typing
 from pathlib import Path
@@ -61,6 +62,8 @@ def add_generate_parser(sub) -> None:
     p.add_argument("--mask-token-id", type=int, default=None, help="override config.json's mask_token_id")
     p.add_argument("--adapter", default=None, help="LoRA adapter directory (a training checkpoint folder or a run's "
                                                    "output_dir), merged into the model's weights before decoding")
+    p.add_argument("--show", action="store_true",
+                   help="draw the canvas in the terminal as it denoises (commits highlighted, masks dimmed)")
     p.add_argument("--save-trajectory", default=None, metavar="PATH",
                    help="save the rollout's trajectory record (safetensors; unmask view PATH replays it)")
     add_sampler_arguments(p)
@@ -79,8 +82,6 @@ def add_view_parser(sub) -> None:
 
 
 def run_view(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from .models.checkpoint import checkpoint_source, resolve_checkpoint
     from .tokenizer import load_tokenizer
     from .trajectory import Trajectory
@@ -120,7 +121,16 @@ def run_generate(args: argparse.Namespace) -> int:
     else:
         ids, mask = adapter.encode(args.prompt, system_prompt=args.system_prompt, chat=not args.no_chat)
     gen = torch.Generator(adapter.device).manual_seed(args.seed)
-    traj = sample(adapter, ids, mask, sampler_config(args), generator=gen, seed=args.seed)
+    cfg = sampler_config(args)
+    if args.show and sys.stdout.isatty():  # the canvas at every step; elsewhere (a pipe, a file) the plain lines
+        from .live import LiveCanvas
+        length, width = cfg.max_completion_length, cfg.block_length or cfg.max_completion_length
+        blocks = [(lo, min(lo + width, length)) for lo in range(0, length, width)]
+        with LiveCanvas(adapter.tokenizer, ids, mask, adapter.mask_id, blocks) as canvas:
+            traj = sample(adapter, ids, mask, cfg, generator=gen, seed=args.seed, on_step=canvas.on_step)
+            canvas.finish(traj.completion_ids, int(traj.num_steps.max()), traj.nfe)
+    else:
+        traj = sample(adapter, ids, mask, cfg, generator=gen, seed=args.seed)
     for i, row in enumerate(traj.completion_ids):
         text = adapter.decode_completion(row) if not args.prompt_ids else " ".join(map(str, row.tolist()))
         print(f"[{i}] {text}")
