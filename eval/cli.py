@@ -40,6 +40,9 @@ def add_eval_parser(sub) -> None:
                         "gsm8k_cot, gsm8k_cot_5shot, minerva_math, humaneval_instruct); default: the benchmark's own")
     p.add_argument("--system-prompt", default=None, help="replace the template's instruction")
     p.add_argument("--out", default="out/eval", help="output directory (JSONL per sample, summary JSON/Markdown)")
+    p.add_argument("--save-trajectories", type=int, default=0, metavar="N",
+                   help="write the first N rollouts' trajectory records and HTML replays (unmask view) to "
+                        "OUT/trajectories/BENCHMARK/ (LLaDA and Dream)")
     add_sampler_arguments(p)
     g = p.add_argument_group("DiffusionGemma sampler (unset: the checkpoint's generation_config; of the sampler "
                              "options above only --max-completion-length and --seed apply)")
@@ -119,7 +122,8 @@ def run_eval(args: argparse.Namespace) -> int:
             cfg.max_completion_length = length
             engine = RolloutEngine(adapter, cfg)
         subset = rows[: args.limit] if args.limit else rows
-        summary = run_benchmark(bench, subset, engine_generator(engine), Path(args.out), num_samples=args.num_samples,
+        generator = engine_generator(engine, Path(args.out) / "trajectories" / bench.name, args.save_trajectories)
+        summary = run_benchmark(bench, subset, generator, Path(args.out), num_samples=args.num_samples,
                                 batch_size=args.batch_size, seed=args.seed, settings=engine.config.as_dict(),
                                 total=len(rows), limited=args.limit is not None, command=command,
                                 system_prompt=args.system_prompt)

@@ -36,15 +36,25 @@ class Generation:
 Generator = Callable[[list, int, int], list[Generation]]
 
 
-def engine_generator(engine) -> Generator:
+def engine_generator(engine, trajectories: Path | None = None, keep: int = 0) -> Generator:
     """Generate with a :class:`rollouts.engine.RolloutEngine` or a DiffusionGemma ``BlockDiffusionEngine`` (rows:
-    prompt-major, samples consecutive)."""
+    prompt-major, samples consecutive). ``keep`` > 0: the first ``keep`` rollouts' trajectory records and their HTML
+    replay (``unmask view``) are written to ``trajectories`` (masked diffusion)."""
     from unmask.rollouts.diffusion_gemma_engine import BlockDiffusionEngine
     if isinstance(engine, BlockDiffusionEngine):
         return block_diffusion_generator(engine)
+    saved = 0
 
     def generate(prompts: list, samples: int, seed: int) -> list[Generation]:
+        nonlocal saved
         traj = engine.rollout(prompts, num_generations=samples, seed=seed)
+        if trajectories is not None and saved < keep:
+            from unmask.rollouts.viewer import write_view
+            trajectories.mkdir(parents=True, exist_ok=True)
+            path = trajectories / f"rollouts-{saved}.safetensors"
+            traj.take(list(range(min(keep - saved, traj.batch_size)))).save(path)
+            write_view(path, path.with_suffix(".html"), engine.adapter.tokenizer)
+            saved += min(keep - saved, traj.batch_size)
         adapter, n = engine.adapter, traj.batch_size
         lengths = traj.completion_mask.sum(1).tolist()
         return [Generation(adapter.tokenizer.decode(p[m.bool()].tolist()), adapter.decode_completion(c), int(k),

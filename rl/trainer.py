@@ -184,6 +184,8 @@ class Trainer:
             metrics.update(learning_rate=self.backend.scheduler.get_last_lr()[0], epoch=self.order.epochs_done)
             if self._crossed(before, self.cfg.logging.logging_steps):
                 self.logger.metrics(self.global_step, metrics)
+                if self.cfg.logging.log_trajectories and result.trajectory is not None:
+                    self._write_trajectories(result.trajectory)
                 if self.cfg.logging.log_completions:
                     scores = result.scores
                     self.logger.completions(self.global_step, scores.prompts, scores.texts, scores.total,
@@ -201,6 +203,16 @@ class Trainer:
         self.logger.close()
         self.backend.close()
         return last
+
+    def _write_trajectories(self, traj) -> None:
+        """The first ``logging.log_trajectories`` rollouts' record and its HTML replay (``unmask view``), per step."""
+        if not self.backend.is_main:
+            return
+        from unmask.rollouts.viewer import write_view
+        path = Path(self.cfg.training.output_dir) / "trajectories" / f"step-{self.global_step}.safetensors"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        traj.take(list(range(min(self.cfg.logging.log_trajectories, traj.batch_size)))).save(path)
+        write_view(path, path.with_suffix(".html"), self.policy.adapter.tokenizer)
 
     def _crossed(self, before: int, every: int) -> bool:
         return self.global_step // every > before // every

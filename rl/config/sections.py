@@ -339,8 +339,14 @@ class LoggingConfig:
         default=4,
         metadata={"help": "Completions printed to the console at each logging step when log_completions is true."},
     )
+    log_trajectories: int = field(
+        default=0,
+        metadata={"help": "At each logging step, write the first N rollouts' trajectory records and their HTML replay "
+                          "(unmask view) to output_dir/trajectories/ (LLaDA and Dream; 0: none)."},
+    )
 
     def validate(self, where: str = "logging") -> None:
+        _bound(self, where, "log_trajectories", 0)
         _bound(self, where, "logging_steps", 1)
         _bound(self, where, "num_completions_to_print", 0)
         _nonempty(self, where, "project")

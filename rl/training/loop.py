@@ -52,6 +52,7 @@ class StepResult:
     metrics: dict[str, float]  #: the update's loss metrics, reward statistics and rollout speed
     reward_stats: dict[str, float]  #: ``rewards/<name>/mean`` and ``/std`` of each reward over the final completions
     scores: Scores  #: the final completions' scores (the samples to log)
+    trajectory: Trajectory | None = None  #: the rollouts' record (masked diffusion), for ``logging.log_trajectories``
 
 
 def step_prediction_ids(traj: Trajectory) -> torch.Tensor:
@@ -127,4 +128,4 @@ class RLStep:
                         "rollout/tokens_per_second": stats.tokens_per_second,
                         "completions/mean_length": stats.mean_completion_length,
                         "completions/clipped_ratio": float(truncated.float().mean())})
-        return StepResult(metrics, reward_stats(scores.per_reward, "rewards/"), scores)
+        return StepResult(metrics, reward_stats(scores.per_reward, "rewards/"), scores, traj)

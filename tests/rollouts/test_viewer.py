@@ -96,3 +96,26 @@ def test_the_page_replays_the_states_in_a_browser(saved, tmp_path):
         assert page.save_screenshot(str(tmp_path / "view.png"))
     finally:
         page.quit()
+
+
+def test_eval_and_the_trainer_write_replays_of_a_few_rollouts(tmp_path):
+    from unmask.rl.recipes import load_recipe
+    from unmask.rl.trainer import Trainer
+
+    from ..paths import LLADA_TINY
+    out = tmp_path / "eval"
+    assert cli.main(["eval", "--model", str(LLADA_TINY), "--tokenizer", "bytes", "--benchmark", "gsm8k",
+                     "--data-files", str(REPO / "tests" / "fixtures" / "data" / "gsm8k" / "test.jsonl"),
+                     "--limit", "3", "--batch-size", "2", "--max-completion-length", "16", "--diffusion-steps", "8",
+                     "--save-trajectories", "3", "--device", "cpu", "--out", str(out)]) == 0
+    saved = sorted((out / "trajectories" / "gsm8k").glob("*.safetensors"))
+    assert [p.name for p in saved] == ["rollouts-0.safetensors", "rollouts-2.safetensors"]  # 2 + 1 rows
+    assert [Trajectory.load(p).batch_size for p in saved] == [2, 1]
+    assert all(p.with_suffix(".html").is_file() for p in saved)
+
+    cfg = load_recipe(REPO / "recipes" / "tiny-cpu.yaml", [
+        f"model.name_or_path={LLADA_TINY}", f"training.output_dir={tmp_path / 'run'}", "training.max_steps=2",
+        "logging.logging_steps=2", "logging.log_trajectories=2"])
+    Trainer(cfg, log=lambda *a: None).setup().train()
+    written = tmp_path / "run" / "trajectories" / "step-2.safetensors"
+    assert Trajectory.load(written).batch_size == 2 and written.with_suffix(".html").is_file()
