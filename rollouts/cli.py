@@ -89,7 +89,11 @@ def run_view(args: argparse.Namespace) -> int:
     if not Path(args.trajectory).is_file():
         raise FileNotFoundError(f"{args.trajectory} does not exist; save one with unmask generate ... "
                                 f"--save-trajectory PATH")
-    traj = Trajectory.load(args.trajectory)
+    try:
+        traj = Trajectory.load(args.trajectory)
+    except Exception as e:  # another safetensors file (a model's weights), or not safetensors at all
+        raise ValueError(f"{args.trajectory} is not a trajectory record ({type(e).__name__}: {e}); save one with "
+                         f"unmask generate ... --save-trajectory PATH") from None
     ids = {"mask": traj.mask_id, "eos": traj.pad_id, "bos": None}
     if args.model is not None:
         checkpoint_source(args.model)

@@ -48,6 +48,9 @@ def test_unmask_view_writes_one_self_contained_page(saved, tmp_path, capsys):
     assert "<script" in page and "http://" not in page.replace("http://www.w3.org/2000/svg", "")  # no network
     assert cli.main(["view", str(path), "--model", str(MODEL), "--row", "5", "--out", str(out)]) == 2
     assert "--row 5 is out of range" in capsys.readouterr().err
+    weights = MODEL / "model.safetensors"  # a safetensors file, but a model's
+    assert cli.main(["view", str(weights), "--model", str(MODEL), "--out", str(out)]) == 2
+    assert "is not a trajectory record" in capsys.readouterr().err
 
 
 def browser():
