@@ -211,7 +211,7 @@ class SftTrainer:
     reference_beta = 0.0  # > 0 builds a reference policy (DPO)
 
     # ---- the hooks of another model kind (DiffusionGemma: ``rl/block_diffusion_sft.py``) -------------------------
-    random_init = staticmethod(lambda cfg: random_init(cfg))
+    random_init = staticmethod(random_init)
     build_policy = staticmethod(build_policy)
 
     @staticmethod

@@ -199,6 +199,10 @@ class ModelAdapter:
             self._tokenizer.save_pretrained(str(out))
         return out
 
+    def load_state_dict(self, state_dict: dict[str, torch.Tensor]) -> None:
+        """Load a saved state dict into the model, every key (``BlockDiffusionAdapter``'s allows tied ones out)."""
+        self.model.load_state_dict(state_dict)
+
     def push_to_hub(self, repo_id: str, *, private: bool | None = None, token: str | None = None,
                     commit_message: str = "Upload model", max_shard_size: int | str = MAX_SHARD_SIZE) -> str:
         """Upload what :meth:`save_pretrained` writes to the Hub repo ``repo_id`` (created if needed); returns

@@ -56,7 +56,7 @@ class BlockDiffusionAdapter:
         self.tokenizer.save_pretrained(str(out_dir))
         return Path(out_dir)
 
-    def load_weights(self, state_dict: dict[str, torch.Tensor]) -> None:
+    def load_state_dict(self, state_dict: dict[str, torch.Tensor]) -> None:
         """Load a saved state dict; the keys it may lack are the tied ones (the encoder's text layers are the
         decoder's, and transformers saves them once)."""
         missing = self.model.load_state_dict(state_dict, strict=False)

@@ -19,8 +19,7 @@ from unmask.rollouts.diffusion_gemma_engine import (
 from unmask.rollouts.diffusion_gemma_lora import LORA_TARGETS, apply_lora, check_targets
 
 from .block_diffusion_update import BlockDiffusionUpdate
-from .policy import Policy, model_config
-from .reference import AdapterDisabledReference, FrozenCopyReference
+from .policy import Policy, model_config, reference_policy
 
 STEP_SELECTIONS = ("all", "every_k", "random")
 
@@ -91,12 +90,7 @@ def build_block_diffusion_policy(model_cfg, training_cfg, beta: float, targets: 
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         log(f"LoRA r={model_cfg.lora_r} alpha={model_cfg.lora_alpha} on {', '.join(targets)} (encoder and decoder "
             f"tied); {trainable:,} trainable parameters")
-    reference = None
-    if beta > 0:
-        reference = (AdapterDisabledReference(adapter, peft_model) if peft_model is not None else
-                     FrozenCopyReference(adapter, sync_steps=training_cfg.ref_model_sync_steps
-                                         if training_cfg.sync_ref_model else 0))
-    return Policy(adapter, peft_model, reference)
+    return Policy(adapter, peft_model, reference_policy(adapter, peft_model, beta, training_cfg))
 
 
 def block_diffusion_parts(policy: Policy, cfg) -> tuple[BlockDiffusionEngine, BlockDiffusionEngine,

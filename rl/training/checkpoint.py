@@ -90,8 +90,7 @@ def load_policy(policy, checkpoint: Path) -> None:
         from peft import set_peft_model_state_dict
         set_peft_model_state_dict(policy.peft_model, load_file(str(source / "adapter_model.safetensors")))
     else:
-        load = getattr(policy.adapter, "load_weights", policy.adapter.model.load_state_dict)  # DiffusionGemma: tied
-        load(read_state_dict(source))  # one file or shards
+        policy.adapter.load_state_dict(read_state_dict(source))  # one file or shards
     policy.load_reference(checkpoint)
 
 

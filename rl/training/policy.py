@@ -118,9 +118,7 @@ class Policy:
     def load_reference(self, checkpoint: Path) -> None:
         from safetensors.torch import load_file
         if (checkpoint / "reference.safetensors").is_file() and isinstance(self.reference, FrozenCopyReference):
-            ref = self.reference.adapter
-            load = getattr(ref, "load_weights", ref.model.load_state_dict)  # DiffusionGemma: its tied keys left out
-            load(load_file(str(checkpoint / "reference.safetensors")))
+            self.reference.adapter.load_state_dict(load_file(str(checkpoint / "reference.safetensors")))
 
 
 def build_policy(model_cfg, training_cfg, beta: float, targets: list[str], log=print,
@@ -148,9 +146,15 @@ def build_policy(model_cfg, training_cfg, beta: float, targets: list[str], log=p
         trainable = sum(p.numel() for p in adapter.model.parameters() if p.requires_grad)
         log(f"LoRA r={model_cfg.lora_r} alpha={model_cfg.lora_alpha}: {sum(counts.values())} linear layers wrapped "
             f"({', '.join(f'{t} x{n}' for t, n in counts.items())}); {trainable:,} trainable parameters")
-    reference = None
-    if beta > 0:
-        reference = (AdapterDisabledReference(adapter, peft_model) if peft_model is not None else
-                     FrozenCopyReference(adapter, sync_steps=training_cfg.ref_model_sync_steps
-                                         if training_cfg.sync_ref_model else 0))
-    return Policy(adapter, peft_model, reference)
+    return Policy(adapter, peft_model, reference_policy(adapter, peft_model, beta, training_cfg))
+
+
+def reference_policy(adapter, peft_model, beta: float, training_cfg) -> ReferencePolicy | None:
+    """The reference for a KL term (beta > 0): the LoRA model with its adapters off, else a frozen copy re-synced
+    every ``ref_model_sync_steps`` (``sync_ref_model``); None without one."""
+    if beta <= 0:
+        return None
+    if peft_model is not None:
+        return AdapterDisabledReference(adapter, peft_model)
+    return FrozenCopyReference(adapter, sync_steps=training_cfg.ref_model_sync_steps
+                               if training_cfg.sync_ref_model else 0)
